@@ -1,0 +1,1 @@
+"""noembed: NLP without a vocabulary embedding table, in JAX/Flax."""

@@ -1,0 +1,1 @@
+"""Import of published checkpoints into noembed params."""

@@ -1,0 +1,1 @@
+"""tfds builders for bundled corpora and grain pipelines."""

@@ -1,0 +1,1 @@
+"""Whole models assembled from noembed.nn by config."""

@@ -1,0 +1,1 @@
+"""Objectives, losses, metrics and batch builders."""

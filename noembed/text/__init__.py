@@ -1,0 +1,1 @@
+"""Host-side text front ends: list[str] -> numpy arrays. Numpy only; never imports jax."""
