@@ -111,3 +111,8 @@ def selected(embedder: ml_collections.ConfigDict) -> tuple[InputMethod, ml_colle
     raise KeyError(f"config.embedder has no section {method.name!r} for embedder.name="
                    f"{method.name!r}; build it with noembed.inputs.embedder_config")
   return method, embedder[method.name]
+
+
+def default_section(name: str) -> ml_collections.ConfigDict:
+  """What config.embedder may hold when embedder.name is `name` (config validation)."""
+  return embedder_config(name)

@@ -1,0 +1,39 @@
+"""Quickstart: a small byte-level encoder trained with masked-byte prediction on the bundled
+multilingual corpus (UDHR samples from gflanguages), on CPU in a few minutes.
+
+  python launch.py --config configs/quickstart.py --workdir workdirs/quickstart
+
+Variants: `configs/quickstart.py:size=tiny` (seconds; used by tests). Any input method:
+  python launch.py --config configs/quickstart.py --config.embedder.name=gbst --dry_run
+"""
+
+from configs import common
+
+
+def get_config(arg: str | None = None):
+  args = common.parse_arg(arg, size="small")
+  config = common.base_config(embedder="byte", model="encoder", task="mlm")
+  config.task.pack_bytes = 127           # + eos = 128 byte ids
+  config.embedder.byte.max_length = 128
+  config.model.update(d_model=128, num_layers=2, num_heads=4, mlp_dim=512, dropout_rate=0.0)
+  config.optimizer.update(learning_rate=3e-3, warmup_steps=50, weight_decay=0.01)
+  config.num_train_steps = 600
+  config.batch_size = 32
+  config.log_every_steps = 20
+  config.eval_every_steps = 200
+  config.checkpoint_every_steps = 200
+  config.eval_steps = 8
+  if args.size == "tiny":
+    config.task.pack_bytes = 31
+    config.embedder.byte.max_length = 32
+    config.model.update(d_model=32, num_layers=1, num_heads=2, mlp_dim=64)
+    config.optimizer.update(warmup_steps=2)
+    config.num_train_steps = 8
+    config.batch_size = 8
+    config.log_every_steps = 1
+    config.eval_every_steps = 4
+    config.checkpoint_every_steps = 4
+    config.eval_steps = 2
+  elif args.size != "small":
+    raise ValueError(f"configs/quickstart.py: size must be 'small' or 'tiny', got {args.size!r}")
+  return config

@@ -1,0 +1,397 @@
+"""PRADO / pQRNN ternary projection: text -> per-token {-1, 0, +1} hash features.
+
+Papers: Kaliamoorthi et al. 2019, "PRADO: Projection Attention Networks for Document
+Classification On-Device"; Kaliamoorthi et al. 2021, "Distilling Large Language Models into Tiny
+and Effective Students using pQRNN". Reference: tensorflow/models, research/seq_flow_lite,
+`tf_ops/sequence_string_projection.cc` with `tf_ops/projection_util.{h,cc}` and
+`tf_ops/text_distorter.{h,cc}` (hashtype "murmur"). Hash codes and features are bit-exact with
+that op; each token's two bits per feature map through {0: 0, 1: +1, 2: -1, 3: 0}, least
+significant bits first.
+
+As the op: split on ' ' (U+0020 only) or per code point, with its `max_splits` rule (quirks
+included); every token lower-cased rune by rune (simple mapping), U+FFFD dropped (the op drops
+`Runeerror`), runes outside `vocabulary` dropped; an empty word hashes as "<null>"; "<BOS>" and
+"<EOS>" are the op's begin/end tokens; the word-novelty (feature F-1), document-size (F-2),
+first-capital (F-3) and all-capitals (F-4) features overwrite the last features.
+
+Where this differs from the op, and why:
+- Input is Python str: a lone surrogate (not encodable as UTF-8) becomes U+FFFD, which the
+  lower-casing step then drops like the op drops invalid UTF-8. Surrogate pairs stored as two
+  code points are not joined.
+- Lower-casing uses Python's Unicode 14 simple lowercase mapping (U+0130 -> U+0069, sigma always
+  to U+03C3). The op's `tolowerrune` comes from plan9port libutf, whose older tables agree for
+  ASCII, Latin, Greek, Cyrillic and Armenian but lack case pairs added to Unicode later (e.g.
+  Cherokee, Georgian Mtavruli, most cased scripts beyond the BMP). `lowercase=False` (not an op
+  option) keeps case but still applies the U+FFFD and vocabulary filters.
+- The op has no fixed length. Here each text gives at most `max_tokens` positions, BOS and EOS
+  included; longer texts keep their first tokens, EOS stays last, and the cut is counted in
+  `stats`. The document-size feature still counts every token (after `max_splits`), and an empty
+  document counts as one token (the op's log2(0) would give -inf).
+- Randomness: the op draws from one Philox stream carried over all calls of the op instance, so
+  its draws cannot be reproduced outside that process. Here text i of a call draws from
+  `np.random.default_rng([distortion_seed, i])`: first, when distortion is on, four arrays over
+  its kept tokens (apply, kind, index, insert point), then one array over its positions for each
+  capitalisation feature sampled with 0 < p < 1. The distortion edits code points (the op edits
+  UTF-16 units) and the re-inserted character starts unset for each text.
+- `exclude_nonalphaspace_unicodes`, `token_separators` and `normalize_repetition` are not
+  implemented (they keep their op defaults: off).
+"""
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from noembed.text import murmur
+from noembed.text.common import TruncationStats, check_positive, check_texts
+
+BOS_TOKEN = "<BOS>"
+EOS_TOKEN = "<EOS>"
+NULL_TOKEN = "<null>"
+SPLIT_MODES = ("space", "codepoint")
+_REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
+# Feature value of each 2-bit field of every byte, least significant field first: [256, 4].
+_FIELD_VALUES = np.array([0, 1, -1, 0], np.int8)
+_BYTE_FEATURES = _FIELD_VALUES[(np.arange(256)[:, None] >> (2 * np.arange(4))) & 3]
+# Feature offsets from the end, as kWordNoveltyOffset, kDocSizeOffset, kFirstCapOffset and
+# kAllCapsOffset in projection_util.h.
+_NOVELTY_OFFSET, _DOC_SIZE_OFFSET, _FIRST_CAP_OFFSET, _ALL_CAPS_OFFSET = 1, 2, 3, 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionOptions:
+  """The op's attributes (names kept where they exist) plus the fixed output length.
+
+  feature_size: F, features per token. max_tokens: T, positions per text incl. BOS/EOS.
+  split_on: "space" or "codepoint". max_splits: the op's token limit (-1: none).
+  distortion_probability: per-token probability of deleting, moving or re-inserting a character.
+  word_novelty_bits (0-7), doc_size_levels (0-16): the op's non-ternary features (float
+  output). add_first_cap_feature, add_all_caps_feature: probability that each position carries
+  that ternary feature.
+  """
+
+  feature_size: int = 512
+  max_tokens: int = 128
+  split_on: str = "space"
+  lowercase: bool = True
+  vocabulary: str = ""
+  add_bos: bool = False
+  add_eos: bool = True
+  max_splits: int = -1
+  distortion_probability: float = 0.0
+  distortion_seed: int = 0
+  word_novelty_bits: int = 0
+  doc_size_levels: int = 0
+  add_first_cap_feature: float = 0.0
+  add_all_caps_feature: float = 0.0
+
+  def __post_init__(self):
+    check_positive("feature_size", self.feature_size)
+    check_positive("max_tokens", self.max_tokens)
+    if self.feature_size > 4096:
+      raise ValueError(f"feature_size must be <= 4096 (the op's limit), got {self.feature_size}")
+    if self.split_on not in SPLIT_MODES:
+      raise ValueError(f"split_on must be one of {SPLIT_MODES}, got {self.split_on!r}")
+    if self.max_tokens < self.add_bos + self.add_eos + 1:
+      raise ValueError(f"max_tokens={self.max_tokens} leaves no room for a token next to "
+                       f"add_bos={self.add_bos}, add_eos={self.add_eos}")
+    for name, low, high in (("word_novelty_bits", 0, 7), ("doc_size_levels", 0, 16)):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+    for name in ("distortion_probability", "add_first_cap_feature", "add_all_caps_feature"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+    for name, offset, enabled in (
+        ("word_novelty_bits", _NOVELTY_OFFSET, self.word_novelty_bits),
+        ("doc_size_levels", _DOC_SIZE_OFFSET, self.doc_size_levels),
+        ("add_first_cap_feature", _FIRST_CAP_OFFSET, self.add_first_cap_feature),
+        ("add_all_caps_feature", _ALL_CAPS_OFFSET, self.add_all_caps_feature)):
+      if enabled and self.feature_size < offset:
+        raise ValueError(f"{name} needs feature_size >= {offset}, got {self.feature_size}")
+
+  @property
+  def ternary(self) -> bool:
+    """Whether every feature is in {-1, 0, +1} (no novelty or document-size feature)."""
+    return not (self.word_novelty_bits or self.doc_size_levels)
+
+  @property
+  def needs_rng(self) -> bool:
+    return (self.distortion_probability > 0.0 or 0.0 < self.add_first_cap_feature < 1.0
+            or 0.0 < self.add_all_caps_feature < 1.0)
+
+
+def to_valid_unicode(text: str) -> str:
+  """`text` with each lone surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError:
+    return _SURROGATE.sub(_REPLACEMENT, text)
+  return text
+
+
+def simple_lower(char: str) -> str:
+  """Unicode simple lowercase mapping of one code point (tolowerrune)."""
+  return _SIMPLE_LOWER_EXCEPTIONS.get(char) or char.lower()
+
+
+def split_tokens(text: str, split_on: str, max_splits: int) -> list[str]:
+  """SplitBySpaceAsPairs / SplitByCharAsPairs, including how `max_splits` cuts.
+
+  On spaces, with max_splits >= 1 the op takes max_splits - 1 words that end in a space (empty
+  ones skipped but still counted as steps) and then the next word only if it is not empty. A
+  max_splits of 0 or below means no limit in both modes (the op compares as size_t).
+  """
+  if split_on == "codepoint":
+    return list(text[:max_splits] if max_splits >= 1 else text)
+  segments = text.lstrip(" ").split(" ")
+  if max_splits < 1:
+    return [segment for segment in segments if segment]
+  tokens = []
+  index = 0
+  while index < len(segments) - 1 and len(tokens) < max_splits - 1:
+    if segments[index]:
+      tokens.append(segments[index])
+    index += 1
+  if segments[index]:
+    tokens.append(segments[index])
+  return tokens
+
+
+def _count_tokens(text: str, options: ProjectionOptions) -> tuple[list[str], int]:
+  """(the tokens that fit, the number of tokens of the text) for one sanitised text."""
+  room = options.max_tokens - options.add_bos - options.add_eos
+  if options.split_on == "codepoint":
+    total = len(text) if options.max_splits < 1 else min(len(text), options.max_splits)
+    return list(text[:min(room, total)]), total
+  tokens = split_tokens(text, options.split_on, options.max_splits)
+  return tokens[:room], len(tokens)
+
+
+class _Normalizer(dict):
+  """token -> (word, first_cap, all_caps), as LowerCaseUTF8WithSupportedUnicodes; cached."""
+
+  def __init__(self, options: ProjectionOptions):
+    super().__init__()
+    self.lowercase = options.lowercase
+    self.vocabulary = vocabulary_set(options.vocabulary)
+
+  def __missing__(self, token: str) -> tuple[str, bool, bool]:
+    if token.isascii() and not self.vocabulary:
+      lowered = token.lower()
+      first_cap = "A" <= token[:1] <= "Z" and token[1:] == lowered[1:]
+      all_caps = token.isalpha() and token.isupper()
+      value = (lowered if self.lowercase else token, first_cap, all_caps)
+    else:
+      value = self._normalize(token)
+    self[token] = value
+    return value
+
+  def _normalize(self, token: str) -> tuple[str, bool, bool]:
+    kept = []
+    first_cap = all_caps = False
+    for char in token:
+      if char == _REPLACEMENT:
+        continue
+      lower = simple_lower(char)
+      if self.vocabulary and lower not in self.vocabulary:
+        continue
+      is_lower = lower == char
+      if kept:
+        first_cap &= is_lower
+        all_caps &= not is_lower
+      else:
+        first_cap = all_caps = not is_lower
+      kept.append(lower if self.lowercase else char)
+    return "".join(kept), first_cap, all_caps
+
+
+def vocabulary_set(vocabulary: str) -> frozenset[str]:
+  """InitializeVocabulary: the allowed runes; U+FFFD and upper-case runes are ignored as there."""
+  return frozenset(char for char in to_valid_unicode(vocabulary)
+                   if char != _REPLACEMENT and simple_lower(char) == char)
+
+
+def distort(words: list[str], rng: np.random.Generator, probability: float) -> list[str]:
+  """TextDistorter::DistortText over one text's words, drawing as the module docstring says."""
+  count = len(words)
+  apply_draws = rng.random(count).tolist()
+  kind_draws = rng.random(count).tolist()
+  index_draws = rng.integers(0, 2**32, count, dtype=np.int64).tolist()
+  insert_draws = rng.integers(0, 2**32, count, dtype=np.int64).tolist()
+  random_char = ""
+  distorted = []
+  for word, apply, kind, index, insert in zip(
+      words, apply_draws, kind_draws, index_draws, insert_draws):
+    if apply < probability and word:
+      chars = list(word)
+      index %= len(chars)
+      if kind < 0.33:
+        random_char = chars.pop(index)
+      elif kind < 0.66:
+        if len(chars) > 2:
+          random_char = chars.pop(index)
+          chars.insert(insert % len(chars), random_char)
+      elif random_char and random_char != "\0":
+        chars.insert(index, random_char)
+      word = "".join(chars)
+    distorted.append(word)
+  return distorted
+
+
+@dataclasses.dataclass
+class _Positions:
+  """Every text's positions, as indices into `words` (the distinct words, hashed once)."""
+
+  word_ids: np.ndarray      # int64 [B, T], len(words) at padding
+  mask: np.ndarray          # bool [B, T]
+  words: list[str]
+  first_cap: np.ndarray | None = None  # float32 [B, T] in {-1, 0, 1}, None when off
+  all_caps: np.ndarray | None = None
+  doc_tokens: np.ndarray | None = None  # int64 [B], tokens per text after max_splits
+
+
+def _cap_values(flags: list[bool], probability: float, rng) -> list[float]:
+  if probability >= 1.0:
+    return [1.0 if flag else -1.0 for flag in flags]
+  draws = rng.random(len(flags)).tolist()
+  return [(1.0 if flag else -1.0) if draw <= probability else 0.0
+          for flag, draw in zip(flags, draws)]
+
+
+def _positions(texts: list[str], options: ProjectionOptions,
+               stats: TruncationStats | None) -> _Positions:
+  normalizer = _Normalizer(options)
+  word_index = {BOS_TOKEN: 0, EOS_TOKEN: 1}
+  lookup = word_index.setdefault
+  caps = {"first": options.add_first_cap_feature, "all": options.add_all_caps_feature}
+  caps = {name: p for name, p in caps.items() if p > 0.0}
+  flat_ids, lengths, doc_tokens = [], [], []
+  flat_caps = {name: [] for name in caps}
+  for text_index, text in enumerate(texts):
+    tokens, total = _count_tokens(to_valid_unicode(text), options)
+    if stats is not None:
+      stats.record(len(tokens), total)
+    doc_tokens.append(total)
+    normalized = [normalizer[token] for token in tokens]
+    words = [word for word, _, _ in normalized]
+    rng = (np.random.default_rng([options.distortion_seed, text_index])
+           if options.needs_rng else None)
+    if options.distortion_probability > 0.0:
+      words = distort(words, rng, options.distortion_probability)
+    ids = [lookup(word, len(word_index)) for word in words]
+    if options.add_bos:
+      ids.insert(0, 0)
+    if options.add_eos:
+      ids.append(1)
+    flat_ids.extend(ids)
+    lengths.append(len(ids))
+    for name, probability in caps.items():
+      flag_index = 1 if name == "first" else 2
+      flags = ([False] * options.add_bos + [item[flag_index] for item in normalized]
+               + [False] * options.add_eos)
+      flat_caps[name].extend(_cap_values(flags, probability, rng))
+
+  mask = np.arange(options.max_tokens)[None, :] < np.array(lengths, np.int64)[:, None]
+  word_ids = np.full(mask.shape, len(word_index), np.int64)
+  word_ids[mask] = flat_ids
+  positions = _Positions(word_ids, mask, list(word_index),
+                         doc_tokens=np.array(doc_tokens, np.int64))
+  for name, values in flat_caps.items():
+    grid = np.zeros(mask.shape, np.float32)
+    grid[mask] = values
+    setattr(positions, "first_cap" if name == "first" else "all_caps", grid)
+  return positions
+
+
+def _word_codes(words: list[str], feature_size: int) -> np.ndarray:
+  """uint64 [N + 1, 2 * ceil(F / 64)]: each word's hash codes, then a zero row for padding."""
+  encoded = [word.encode("utf-8") if word else NULL_TOKEN.encode() for word in words]
+  codes = murmur.hash_codes(encoded, feature_size)
+  return np.concatenate([codes, np.zeros((1, codes.shape[1]), np.uint64)])
+
+
+def _novelty(positions: _Positions, low_codes: np.ndarray, bits: int) -> np.ndarray:
+  """float32 [B, T]: min(count of earlier equal word hashes * 2^-bits, 1) * 2 - 1."""
+  text_index, position = np.nonzero(positions.mask)
+  keys = low_codes[positions.word_ids[text_index, position]]
+  order = np.lexsort((position, keys, text_index))
+  sorted_text, sorted_keys = text_index[order], keys[order]
+  starts = np.ones(order.size, bool)
+  starts[1:] = (sorted_text[1:] != sorted_text[:-1]) | (sorted_keys[1:] != sorted_keys[:-1])
+  group_start = np.maximum.accumulate(np.where(starts, np.arange(order.size), 0))
+  earlier = np.empty(order.size, np.float32)
+  earlier[order] = np.arange(order.size) - group_start
+  values = np.minimum(earlier * np.float32(1.0 / (1 << bits)), np.float32(1.0)) * 2 - 1
+  grid = np.zeros(positions.mask.shape, np.float32)
+  grid[text_index, position] = values
+  return grid
+
+
+def _doc_size(positions: _Positions, levels: int) -> np.ndarray:
+  tokens = np.maximum(positions.doc_tokens, 1).astype(np.float32)
+  values = np.minimum(np.log2(tokens) / np.float32(levels), np.float32(1.0)) * 2 - 1
+  return np.where(positions.mask, values[:, None], np.float32(0.0))
+
+
+def project(texts: Sequence[str], feature_size: int = 512, max_tokens: int = 128, *,
+            stats: TruncationStats | None = None, **options) -> tuple[np.ndarray, np.ndarray]:
+  """texts -> (features [B, T, F], mask bool [B, T]); keyword options: ProjectionOptions.
+
+  Features are int8 in {-1, 0, +1}, or float32 when word_novelty_bits or doc_size_levels adds
+  the op's real-valued features. Padding positions are all zero.
+  """
+  texts = check_texts(texts)
+  opts = ProjectionOptions(feature_size=feature_size, max_tokens=max_tokens, **options)
+  positions = _positions(texts, opts, stats)
+  codes = _word_codes(positions.words, feature_size)
+  byte_features = _BYTE_FEATURES[codes.astype("<u8").view(np.uint8)]
+  table = byte_features.reshape(len(codes), -1)[:, :feature_size]
+  features = table[positions.word_ids]
+  if not opts.ternary:
+    features = features.astype(np.float32)
+  if opts.word_novelty_bits:
+    features[..., feature_size - _NOVELTY_OFFSET] = _novelty(
+        positions, codes[:, 0], opts.word_novelty_bits)
+  if opts.doc_size_levels:
+    features[..., feature_size - _DOC_SIZE_OFFSET] = _doc_size(positions, opts.doc_size_levels)
+  for offset, values in ((_FIRST_CAP_OFFSET, positions.first_cap),
+                         (_ALL_CAPS_OFFSET, positions.all_caps)):
+    if values is not None:
+      features[..., feature_size - offset] = values
+  return features, positions.mask
+
+
+def project_packed(texts: Sequence[str], feature_size: int = 512, max_tokens: int = 128, *,
+                   stats: TruncationStats | None = None,
+                   **options) -> tuple[np.ndarray, np.ndarray]:
+  """texts -> (codes uint32 [B, T, F // 16], mask bool [B, T]); the same features as `project`.
+
+  Feature f is bits 2 (f % 16) and up of codes[..., f // 16], decoded through
+  {0: 0, 1: +1, 2: -1, 3: 0}: the op's 64-bit hash words split into two uint32, low half first.
+  Padding positions are code 0. `noembed.nn.projection_codes.unpack` decodes on device.
+  """
+  texts = check_texts(texts)
+  opts = ProjectionOptions(feature_size=feature_size, max_tokens=max_tokens, **options)
+  if feature_size % 16:
+    raise ValueError(f"packed codes need feature_size to be a multiple of 16, got {feature_size}")
+  if not opts.ternary:
+    raise ValueError("packed codes hold ternary features only; got word_novelty_bits="
+                     f"{opts.word_novelty_bits}, doc_size_levels={opts.doc_size_levels}")
+  positions = _positions(texts, opts, stats)
+  codes = _word_codes(positions.words, feature_size)
+  halves = np.stack([codes & np.uint64(0xFFFFFFFF), codes >> np.uint64(32)], axis=-1)
+  table = halves.reshape(len(codes), -1)[:, :feature_size // 16].astype(np.uint32)
+  packed = table[positions.word_ids]
+  for offset, values in ((_FIRST_CAP_OFFSET, positions.first_cap),
+                         (_ALL_CAPS_OFFSET, positions.all_caps)):
+    if values is not None:
+      feature = feature_size - offset
+      shift = np.uint32(2 * (feature % 16))
+      fields = np.where(values > 0, 1, np.where(values < 0, 2, 0)).astype(np.uint32)
+      word = packed[..., feature // 16]
+      packed[..., feature // 16] = (word & ~(np.uint32(3) << shift)) | (fields << shift)
+  return packed, positions.mask
