@@ -17,7 +17,7 @@ padding elements (the keys of a real element, with "" for str and zeros for numb
 False in `example_valid`. Without packing, every process also yields the same number of batches,
 ceil(ceil(N / P) / B), adding all-padding batches where its shard is short, so a multi-process
 eval loop runs the same number of steps on every process; with packing the number of packs per
-process is not known ahead, so processes may differ by a batch. With repeat every
+process is not known ahead, so the processes' batch counts may differ. With repeat every
 `example_valid` is all True.
 
 State: the iterator's get_state() holds ints, str and bools only (JSON-serialisable), and
@@ -45,6 +45,13 @@ from noembed.text.common import check_positive
 
 BatchFn = Callable[[list[dict[str, Any]]], dict[str, np.ndarray]]
 
+# One background thread builds the next batches while the caller uses the current one; grain's
+# default (16 threads, 500 elements ahead) would build 500 batches ahead where elements are
+# batches, and costs a second per restore on 2 cores.
+_PREFETCH_BATCHES = 2
+_BATCH_READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=_PREFETCH_BATCHES)
+_ELEMENT_READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=64)
+
 
 def normalise(record: dict[str, Any]) -> dict[str, Any]:
   """A source record with bytes values decoded as UTF-8 str; other values unchanged."""
@@ -64,13 +71,19 @@ def _finish_batch(items: Sequence[tuple[bool, dict[str, Any]]], *, batch_fn: Bat
   items = list(items) + [(False, padding)] * (batch_size - len(items))
   batch = dict(batch_fn([dict(element) for _, element in items]))
   if "example_valid" in batch:
-    raise ValueError(f"batch_fn returned the reserved key 'example_valid'; got keys {sorted(batch)}")
+    raise ValueError("batch_fn returned the reserved key 'example_valid'; "
+                     f"got keys {sorted(batch)}")
   batch["example_valid"] = np.array([valid for valid, _ in items], dtype=bool)
   return batch
 
 
 def _mark_valid(element: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
   return True, element
+
+
+def _padding_item(index: int, *, padding: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+  del index
+  return False, padding
 
 
 def _check_args(source_length: int, batch_size: int, seed: int, process_index: int,
@@ -108,24 +121,26 @@ def make_iterator(source: Sequence[dict[str, Any]], *, batch_fn: BatchFn, batch_
   if repeat:
     dataset = dataset.repeat()
 
+  padding = padding_like(normalise(source[0])) if pack_bytes is None else {"text": ""}
+  finish_batch = functools.partial(
+      _finish_batch, batch_fn=batch_fn, batch_size=batch_size, padding=padding)
   if pack_bytes is None:
-    padding = padding_like(normalise(source[0]))
     dataset = dataset.map(_mark_valid)
     if not repeat:
       num_batches = math.ceil(math.ceil(len(source) / process_count) / batch_size)
       num_padding = num_batches * batch_size - len(dataset)
       if num_padding:
         padding_dataset = grain.MapDataset.range(num_padding).map(
-            functools.partial(lambda _, element: (False, element), element=padding))
+            functools.partial(_padding_item, padding=padding))
         dataset = grain.MapDataset.concatenate([dataset, padding_dataset])
-    batched = dataset.batch(batch_size, batch_fn=list).to_iter_dataset()
+    batched = dataset.batch(batch_size, batch_fn=list).map(finish_batch).to_iter_dataset(
+        _BATCH_READ_OPTIONS)
   else:
-    padding = {"text": ""}
-    packed = packing.PackTextIterDataset(dataset.to_iter_dataset(), pack_bytes)
-    batched = packed.map(_mark_valid).batch(batch_size, batch_fn=list)
-
-  batched = batched.map(functools.partial(
-      _finish_batch, batch_fn=batch_fn, batch_size=batch_size, padding=padding))
+    packed = packing.PackTextIterDataset(dataset.to_iter_dataset(_ELEMENT_READ_OPTIONS),
+                                         pack_bytes)
+    batched = grain.experimental.ThreadPrefetchIterDataset(
+        packed.map(_mark_valid).batch(batch_size, batch_fn=list).map(finish_batch),
+        prefetch_buffer_size=_PREFETCH_BATCHES)
   if num_workers:
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags

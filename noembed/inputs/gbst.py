@@ -23,6 +23,11 @@ def default_config() -> ml_collections.ConfigDict:
   })
 
 
+# Same front end and masked units as ByT5 bytes.
+encode = byte.encode
+masked_units = byte.masked_units
+
+
 def build_embedder(config, *, d_model, dtype, param_dtype):
   return gbst_embedder.GBSTEmbedder(
       d_model=d_model, vocab_rows=config.vocab_rows, max_block_size=config.max_block_size,
@@ -31,5 +36,5 @@ def build_embedder(config, *, d_model, dtype, param_dtype):
 
 
 inputs.register(inputs.InputMethod(
-    name="gbst", default_config=default_config, encode=byte.encode,
-    build_embedder=build_embedder, masked_units=byte.masked_units))
+    name="gbst", default_config=default_config, encode=encode,
+    build_embedder=build_embedder, masked_units=masked_units))

@@ -28,7 +28,12 @@ _MAX_CHARACTER_BYTES = 4
 
 
 def sentinel(k: int) -> int:
-  """Id of ByT5's k-th span-corruption sentinel (<extra_id_k>): 258 - k, counting down."""
+  """Id of ByT5's k-th span-corruption sentinel: 258 - k, counting down.
+
+  google-research/byt5 pre-trains with seqio.ByteVocabulary() (259 ids, no extra ids) and T5's
+  span corruption, whose sentinels count down from vocab_size - 1, so they reuse the ids of
+  bytes 0xFF, 0xFE, ... . transformers' "<extra_id_k>" ids differ (259 + k in transformers 5).
+  """
   if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < _NUM_SENTINELS:
     raise ValueError(f"sentinel index must be an int in [0, {_NUM_SENTINELS}), got {k!r}")
   return VOCAB_SIZE - 1 - k

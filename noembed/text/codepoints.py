@@ -6,11 +6,13 @@ points) and `transformers.CanineTokenizer`, whose ids the tests check.
 
 Layout `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, token types 0 over `[CLS] a [SEP]` and 1 over
 `b [SEP]` (BERT style, as CANINE's segment ids and transformers 4.x; transformers 5 returns all
-zeros). Truncation is CanineTokenizer's `truncation="longest_first"`: code points are removed
-from the end of the longer text until both fit, ties taking the extra one from `b`. Lone
-surrogates are kept as their code unit value (as CanineTokenizer does); literal private-use
-specials in the text are kept as plain code points (CanineTokenizer would strip whitespace left
-of a literal U+E003 [MASK]).
+zeros), also when add_special_tokens=False (CanineTokenizer then returns zeros).
+
+Truncation is CanineTokenizer's `truncation="longest_first"`: code points are removed from the
+end of the longer text until both fit, ties taking the extra one from `b`. Lone surrogates are
+kept as their code unit value (as CanineTokenizer does); literal private-use specials in the
+text are kept as plain code points (CanineTokenizer would strip whitespace left of a literal
+U+E003 [MASK]). NUL has the pad id 0 (as in CANINE); only the mask marks it as real.
 """
 
 from collections.abc import Sequence
@@ -101,8 +103,9 @@ def encode(texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = 
 
 
 def decode(ids) -> list[str]:
-  """Texts of code point ids [B, L]: pad and the private-use specials are dropped, the text
-  of a pair is joined without separator."""
+  """Texts of code point ids [B, L]: pad and the private-use specials are dropped, the texts
+  of a pair are joined without separator. A NUL in the text has the pad id, so it is dropped
+  too (the mask, which decode does not see, marks it as real)."""
   ids = np.asarray(ids)
   if ids.ndim != 2:
     raise ValueError(f"ids must have shape [batch, length], got shape {ids.shape}")

@@ -19,8 +19,8 @@ _MASK64 = (1 << 64) - 1
 # top byte (k = 7) is shifted out entirely.
 _SIGN_FILL = np.array([(_MASK64 << (8 * (k + 1))) & _MASK64 for k in range(8)], np.uint64)
 # Below this many tokens still hashing, a long token's chain runs in plain Python ints.
-_SCALAR_TOKENS = 2
-_SCALAR_MIN_STEPS = 64
+_SCALAR_TOKENS = 8
+_SCALAR_MIN_STEPS = 8
 
 
 def _shift_mix(value):

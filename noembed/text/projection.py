@@ -53,9 +53,12 @@ SPLIT_MODES = ("space", "codepoint")
 _REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
+_SLOW_PATH = re.compile("[\ufffd\u0130\u03a3]")
 # Feature value of each 2-bit field of every byte, least significant field first: [256, 4].
+# Stored as one uint32 per byte (4 int8 features), so a gather moves words, not bytes.
 _FIELD_VALUES = np.array([0, 1, -1, 0], np.int8)
-_BYTE_FEATURES = _FIELD_VALUES[(np.arange(256)[:, None] >> (2 * np.arange(4))) & 3]
+_BYTE_FEATURES = np.ascontiguousarray(
+    _FIELD_VALUES[(np.arange(256)[:, None] >> (2 * np.arange(4))) & 3]).view(np.uint32)[:, 0]
 # Feature offsets from the end, as kWordNoveltyOffset, kDocSizeOffset, kFirstCapOffset and
 # kAllCapsOffset in projection_util.h.
 _NOVELTY_OFFSET, _DOC_SIZE_OFFSET, _FIRST_CAP_OFFSET, _ALL_CAPS_OFFSET = 1, 2, 3, 4
@@ -178,15 +181,20 @@ class _Normalizer(dict):
     super().__init__()
     self.lowercase = options.lowercase
     self.vocabulary = vocabulary_set(options.vocabulary)
+    self.caps = bool(options.add_first_cap_feature or options.add_all_caps_feature)
 
   def __missing__(self, token: str) -> tuple[str, bool, bool]:
-    if token.isascii() and not self.vocabulary:
-      lowered = token.lower()
-      first_cap = "A" <= token[:1] <= "Z" and token[1:] == lowered[1:]
-      all_caps = token.isalpha() and token.isupper()
-      value = (lowered if self.lowercase else token, first_cap, all_caps)
-    else:
+    # str.lower() is the rune-by-rune simple mapping unless the token holds U+0130 (full
+    # mapping: two code points) or a capital sigma (final-sigma rule).
+    if self.vocabulary or _SLOW_PATH.search(token):
       value = self._normalize(token)
+    else:
+      lowered = token.lower()
+      first_cap = all_caps = False
+      if self.caps:
+        first_cap = token[0] != lowered[0] and token[1:] == lowered[1:]
+        all_caps = all(char != lower for char, lower in zip(token, lowered))
+      value = (lowered if self.lowercase else token, first_cap, all_caps)
     self[token] = value
     return value
 
@@ -207,6 +215,20 @@ class _Normalizer(dict):
         first_cap = all_caps = not is_lower
       kept.append(lower if self.lowercase else char)
     return "".join(kept), first_cap, all_caps
+
+
+class _TokenIds(dict):
+  """token -> index of its normalised word in `word_index` (new words appended); cached."""
+
+  def __init__(self, normalizer: _Normalizer, word_index: dict[str, int]):
+    super().__init__()
+    self.normalizer = normalizer
+    self.word_index = word_index
+
+  def __missing__(self, token: str) -> int:
+    word = self.normalizer[token][0]
+    value = self[token] = self.word_index.setdefault(word, len(self.word_index))
+    return value
 
 
 def vocabulary_set(vocabulary: str) -> frozenset[str]:
@@ -267,6 +289,7 @@ def _positions(texts: list[str], options: ProjectionOptions,
   normalizer = _Normalizer(options)
   word_index = {BOS_TOKEN: 0, EOS_TOKEN: 1}
   lookup = word_index.setdefault
+  token_ids = _TokenIds(normalizer, word_index)
   caps = {"first": options.add_first_cap_feature, "all": options.add_all_caps_feature}
   caps = {name: p for name, p in caps.items() if p > 0.0}
   flat_ids, lengths, doc_tokens = [], [], []
@@ -276,13 +299,16 @@ def _positions(texts: list[str], options: ProjectionOptions,
     if stats is not None:
       stats.record(len(tokens), total)
     doc_tokens.append(total)
-    normalized = [normalizer[token] for token in tokens]
-    words = [word for word, _, _ in normalized]
     rng = (np.random.default_rng([options.distortion_seed, text_index])
            if options.needs_rng else None)
-    if options.distortion_probability > 0.0:
-      words = distort(words, rng, options.distortion_probability)
-    ids = [lookup(word, len(word_index)) for word in words]
+    if caps or options.distortion_probability > 0.0:
+      normalized = [normalizer[token] for token in tokens]
+      words = [word for word, _, _ in normalized]
+      if options.distortion_probability > 0.0:
+        words = distort(words, rng, options.distortion_probability)
+      ids = [lookup(word, len(word_index)) for word in words]
+    else:
+      ids = list(map(token_ids.__getitem__, tokens))
     if options.add_bos:
       ids.insert(0, 0)
     if options.add_eos:
@@ -349,8 +375,10 @@ def project(texts: Sequence[str], feature_size: int = 512, max_tokens: int = 128
   positions = _positions(texts, opts, stats)
   codes = _word_codes(positions.words, feature_size)
   byte_features = _BYTE_FEATURES[codes.astype("<u8").view(np.uint8)]
-  table = byte_features.reshape(len(codes), -1)[:, :feature_size]
-  features = table[positions.word_ids]
+  table = np.ascontiguousarray(byte_features.view(np.int8)[:, :feature_size])
+  # Only real positions are written; np.zeros leaves the padding to the allocator's zero pages.
+  features = np.zeros(positions.mask.shape + (feature_size,), np.int8)
+  features[positions.mask] = table[positions.word_ids[positions.mask]]
   if not opts.ternary:
     features = features.astype(np.float32)
   if opts.word_novelty_bits:

@@ -79,6 +79,7 @@ def train(texts: Sequence[str], *, vocab_size: int, model_type: str, model_prefi
   with tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", suffix=".model",
                                    delete=False) as partial:
     partial.write(model.getvalue())
+  os.chmod(partial.name, 0o644)
   os.replace(partial.name, path)
   return path
 
@@ -167,4 +168,4 @@ class SubwordModel:
       if eos.size:
         row = row[:eos[0]]
       rows.append(row[(row > MASK_ID) & (row < self.vocab_size)].tolist())
-    return self.processor.decode(rows)
+    return self.processor.decode(rows) if rows else []  # decode([]) would be one text

@@ -1,6 +1,7 @@
 """Train and eval iterators for a config and task: tfds source -> grain pipeline -> batches."""
 
 import jax
+import tensorflow_datasets as tfds
 
 from noembed.data import pipeline, tfds_udhr
 
@@ -12,6 +13,7 @@ def make_iterator(config, task, split: str, *, train: bool):
   examples); eval batches carry `example_valid` for the padding of the last batch.
   """
   data_dir = config.data.data_dir or None
+  tfds.disable_progress_bar()
   tfds_udhr.build(data_dir)
   source = tfds_udhr.data_source(split, data_dir)
   return pipeline.make_iterator(

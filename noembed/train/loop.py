@@ -223,6 +223,8 @@ def _run(config, workdir: Path, mesh) -> RunResult:
 
   with _StopSignals() as signals:
     try:
+      if start_step == 0:
+        run_eval(0)
       for step in range(start_step, config.num_train_steps):
         local_batch = next(train_iterator)
         device_batch, host_counts = _split_host(local_batch)

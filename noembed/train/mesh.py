@@ -5,6 +5,7 @@ Shapes are checked against the mesh up front, so a dimension that does not divid
 axis fails with a message naming both instead of being silently replicated (jax#26946).
 """
 
+import logging
 import math
 
 import flax.linen as nn
@@ -19,7 +20,11 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def mesh_shape(mesh_config, num_devices: int) -> tuple[int, ...]:
-  """Sizes of (data, fsdp, model); a -1 takes the devices the others leave."""
+  """Sizes of (data, fsdp, model); a -1 takes the devices the others leave.
+
+  A mesh without -1 may use fewer devices than there are (single process only): the first
+  ones, with a warning.
+  """
   sizes = [int(mesh_config.get(axis, 1)) for axis in AXES]
   fixed = math.prod(size for size in sizes if size != -1)
   if -1 in sizes:
@@ -27,7 +32,10 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, ...]:
       raise ConfigError(f"config.mesh {dict(mesh_config)}: the fixed axes ({fixed} devices) do "
                         f"not divide the {num_devices} devices")
     sizes[sizes.index(-1)] = num_devices // fixed
-  if math.prod(sizes) != num_devices:
+  if math.prod(sizes) < num_devices and jax.process_count() == 1:
+    logging.warning("config.mesh %s uses %d of the %d devices", dict(mesh_config),
+                    math.prod(sizes), num_devices)
+  elif math.prod(sizes) != num_devices:
     raise ConfigError(f"config.mesh {dict(mesh_config)} needs {math.prod(sizes)} devices, "
                       f"there are {num_devices}")
   return tuple(sizes)
@@ -35,7 +43,8 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, ...]:
 
 def make_mesh(mesh_config) -> jax.sharding.Mesh:
   shape = mesh_shape(mesh_config, jax.device_count())
-  return jax.make_mesh(shape, AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
+  return jax.make_mesh(shape, AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
+                       devices=jax.devices()[:math.prod(shape)])
 
 
 def rules(config) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:

@@ -68,7 +68,7 @@ def make_train_step(model, task, tx, learning_rate_fn, base_rng, grad_accum_step
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics)
     metrics["train_loss"] = (loss, jnp.ones((), jnp.float32))
-    metrics["grad_norm"] = (optax.global_norm(grads), jnp.ones((), jnp.float32))
+    metrics["grad_norm"] = (optax.tree.norm(grads), jnp.ones((), jnp.float32))
     if "num_bytes" in batch:
       metrics["batch_bytes"] = (jnp.sum(batch["num_bytes"]).astype(jnp.float32),
                                 jnp.ones((), jnp.float32))

@@ -98,6 +98,17 @@ def t5_stack_params(stack, heads: int) -> dict:
   return params
 
 
+def _init(module: nn.Module, *args) -> dict:
+  return jax.jit(lambda *a: module.init(jax.random.key(0), *a, deterministic=True))(*args)
+
+
+def _run(module: nn.Module, variables: dict, *args, deterministic: bool = True,
+         rngs=None) -> np.ndarray:
+  """Jitted apply (one compilation is faster than op-by-op dispatch on CPU)."""
+  apply = jax.jit(lambda v, *a: module.apply(v, *a, deterministic=deterministic, rngs=rngs))
+  return np.asarray(apply(variables, *args).astype(jnp.float32))
+
+
 def _additive(mask_Bx1xQxK: np.ndarray) -> torch.Tensor:
   return torch.tensor(np.where(mask_Bx1xQxK, 0.0, np.finfo(np.float32).min), dtype=torch.float32)
 
@@ -126,9 +137,8 @@ def test_bert_layer_matches_transformers(hidden_act, activation):
     expected = _t(reference(torch.tensor(x), attention_mask=_additive(mask[:, None, None, :])))
   layer = transformer.EncoderLayer(d_model=D_MODEL, num_heads=HEADS, mlp_dim=MLP_DIM,
                                    flavour="bert", activation=activation)
-  actual = layer.apply({"params": bert_layer_params(reference, HEADS)}, x, mask,
-                       deterministic=True)
-  np.testing.assert_allclose(np.asarray(actual)[mask], expected[mask], atol=ATOL)
+  actual = _run(layer, {"params": bert_layer_params(reference, HEADS)}, x, mask)
+  np.testing.assert_allclose(actual[mask], expected[mask], atol=ATOL)
 
 
 def test_bert_decoder_layer_matches_transformers():
@@ -143,9 +153,9 @@ def test_bert_decoder_layer_matches_transformers():
                             encoder_attention_mask=_additive(encoded_mask[:, None, None])))
   layer = transformer.DecoderLayer(d_model=D_MODEL, num_heads=HEADS, mlp_dim=MLP_DIM,
                                    flavour="bert")
-  actual = layer.apply({"params": bert_layer_params(reference, HEADS)}, y, y_mask, encoded,
-                       encoded_mask, deterministic=True)
-  np.testing.assert_allclose(np.asarray(actual)[y_mask], expected[y_mask], atol=ATOL)
+  actual = _run(layer, {"params": bert_layer_params(reference, HEADS)}, y, y_mask, encoded,
+                encoded_mask)
+  np.testing.assert_allclose(actual[y_mask], expected[y_mask], atol=ATOL)
 
 
 def _t5_config(**overrides) -> T5Config:
@@ -167,9 +177,8 @@ def test_t5_encoder_matches_transformers():
                             attention_mask=torch.tensor(mask.astype(np.int64))).last_hidden_state)
   encoder = transformer.Encoder(num_layers=2, d_model=D_MODEL, num_heads=HEADS, head_dim=8,
                                 mlp_dim=MLP_DIM, flavour="t5")
-  actual = encoder.apply({"params": t5_stack_params(reference.encoder, HEADS)}, x, mask,
-                         deterministic=True)
-  np.testing.assert_allclose(np.asarray(actual)[mask], expected[mask], atol=ATOL)
+  actual = _run(encoder, {"params": t5_stack_params(reference.encoder, HEADS)}, x, mask)
+  np.testing.assert_allclose(actual[mask], expected[mask], atol=ATOL)
 
 
 def test_t5_decoder_matches_transformers():
@@ -185,9 +194,9 @@ def test_t5_decoder_matches_transformers():
                             ).last_hidden_state)
   decoder = transformer.Decoder(num_layers=2, d_model=D_MODEL, num_heads=HEADS, head_dim=8,
                                 mlp_dim=MLP_DIM, flavour="t5")
-  actual = decoder.apply({"params": t5_stack_params(reference, HEADS)}, y, y_mask, encoded,
-                         encoded_mask, deterministic=True)
-  np.testing.assert_allclose(np.asarray(actual)[y_mask], expected[y_mask], atol=ATOL)
+  actual = _run(decoder, {"params": t5_stack_params(reference, HEADS)}, y, y_mask, encoded,
+                  encoded_mask)
+  np.testing.assert_allclose(actual[y_mask], expected[y_mask], atol=ATOL)
 
 
 def _encoder(flavour: str, **fields) -> transformer.Encoder:
@@ -204,12 +213,12 @@ def _decoder(flavour: str, **fields) -> transformer.Decoder:
 def test_encoder_padding_does_not_change_real_positions(flavour, block_size):
   encoder = _encoder(flavour, attention_block_size=block_size)
   x, mask = _inputs(7, 2, 10, [10, 6])
-  params = encoder.init(jax.random.key(0), x, mask, deterministic=True)
+  params = _init(encoder, x, mask)
   padded_x = np.concatenate([x, 100.0 * _inputs(8, 2, 5, [0, 0])[0]], axis=1)
   padded_x[1, 6:] = -50.0  # garbage where the mask already said padding
   padded_mask = np.pad(mask, ((0, 0), (0, 5)))
-  plain = np.asarray(encoder.apply(params, x, mask, deterministic=True))
-  padded = np.asarray(encoder.apply(params, padded_x, padded_mask, deterministic=True))
+  plain = _run(encoder, params, x, mask)
+  padded = _run(encoder, params, padded_x, padded_mask)
   assert np.isfinite(padded).all()
   np.testing.assert_allclose(padded[:, :10][mask], plain[mask], atol=ATOL)
 
@@ -219,26 +228,25 @@ def test_decoder_is_causal_and_ignores_padding(flavour):
   decoder = _decoder(flavour)
   y, y_mask = _inputs(9, 2, 8, [8, 8])
   encoded, encoded_mask = _inputs(10, 2, 6, [6, 4])
-  params = decoder.init(jax.random.key(0), y, y_mask, encoded, encoded_mask, deterministic=True)
-  full = np.asarray(decoder.apply(params, y, y_mask, encoded, encoded_mask, deterministic=True))
-  prefix = np.asarray(decoder.apply(params, y[:, :5], y_mask[:, :5], encoded, encoded_mask,
-                                    deterministic=True))
+  params = _init(decoder, y, y_mask, encoded, encoded_mask)
+  full = _run(decoder, params, y, y_mask, encoded, encoded_mask)
+  prefix = _run(decoder, params, y[:, :5], y_mask[:, :5], encoded, encoded_mask)
   np.testing.assert_allclose(prefix, full[:, :5], atol=ATOL)
   changed = encoded.copy()
   changed[1, 4:] = 1e3  # padded encoder positions
-  changed_out = np.asarray(decoder.apply(params, y, y_mask, changed, encoded_mask,
-                                         deterministic=True))
+  changed_out = _run(decoder, params, y, y_mask, changed, encoded_mask)
   np.testing.assert_allclose(changed_out, full, atol=ATOL)
 
 
 @pytest.mark.parametrize("flavour", ["bert", "t5"])
 def test_bf16_compute_is_finite_and_close_to_float32(flavour):
   x, mask = _inputs(11, 2, 12, [12, 3])
-  params = _encoder(flavour).init(jax.random.key(0), x, mask, deterministic=True)
-  reference = np.asarray(_encoder(flavour).apply(params, x, mask, deterministic=True))
-  bf16 = _encoder(flavour, dtype=jnp.bfloat16).apply(params, x, mask, deterministic=True)
-  assert bf16.dtype == jnp.bfloat16
-  bf16 = np.asarray(bf16.astype(jnp.float32))
+  params = _init(_encoder(flavour), x, mask)
+  reference = _run(_encoder(flavour), params, x, mask)
+  bf16_encoder = _encoder(flavour, dtype=jnp.bfloat16)
+  assert jax.eval_shape(lambda: bf16_encoder.apply(params, x, mask, deterministic=True)
+                        ).dtype == jnp.bfloat16
+  bf16 = _run(bf16_encoder, params, x, mask)
   assert np.isfinite(bf16).all()
   np.testing.assert_allclose(bf16[mask], reference[mask], atol=0.15, rtol=0.05)
 
@@ -246,13 +254,13 @@ def test_bf16_compute_is_finite_and_close_to_float32(flavour):
 def test_jit_matches_eager_and_dropout_needs_rng():
   encoder = _encoder("t5")
   x, mask = _inputs(12, 2, 7, [7, 2])
-  params = encoder.init(jax.random.key(0), x, mask, deterministic=True)
+  params = _init(encoder, x, mask)
   eager = encoder.apply(params, x, mask, deterministic=True)
   jitted = jax.jit(lambda p, x, m: encoder.apply(p, x, m, deterministic=True))(params, x, mask)
   np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=ATOL)
-  dropped = encoder.apply(params, x, mask, deterministic=False,
-                          rngs={"dropout": jax.random.key(1)})
-  assert not np.allclose(np.asarray(dropped), np.asarray(eager), atol=1e-3)
+  dropped = _run(encoder, params, x, mask, deterministic=False,
+                 rngs={"dropout": jax.random.key(1)})
+  assert not np.allclose(dropped, np.asarray(eager), atol=1e-3)
 
 
 def _stacked(params: dict, num_layers: int) -> dict:
@@ -265,8 +273,7 @@ def test_scan_and_remat_match_unrolled(flavour):
   y, y_mask = _inputs(13, 2, 6, [6, 3])
   encoded, encoded_mask = _inputs(14, 2, 5, [5, 2])
   unrolled = _decoder(flavour)
-  params = nn.unbox(unrolled.init(jax.random.key(0), y, y_mask, encoded, encoded_mask,
-                                  deterministic=True))["params"]
+  params = nn.unbox(_init(unrolled, y, y_mask, encoded, encoded_mask))["params"]
   scanned = _decoder(flavour, scan_layers=True, remat=True)
 
   def loss(module, module_params):
@@ -274,10 +281,10 @@ def test_scan_and_remat_match_unrolled(flavour):
                        deterministic=True)
     return jnp.sum(out**2), out
 
-  (_, expected), expected_grads = jax.value_and_grad(
-      lambda p: loss(unrolled, p), has_aux=True)(params)
-  (_, actual), actual_grads = jax.value_and_grad(
-      lambda p: loss(scanned, p), has_aux=True)(_stacked(dict(params), 2))
+  (_, expected), expected_grads = jax.jit(jax.value_and_grad(
+      lambda p: loss(unrolled, p), has_aux=True))(params)
+  (_, actual), actual_grads = jax.jit(jax.value_and_grad(
+      lambda p: loss(scanned, p), has_aux=True))(_stacked(dict(params), 2))
   np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), atol=ATOL)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
                actual_grads, _stacked(dict(expected_grads), 2))
@@ -285,9 +292,9 @@ def test_scan_and_remat_match_unrolled(flavour):
 
 def test_params_carry_logical_axis_names():
   x, mask = _inputs(15, 1, 4, [4])
-  variables = _encoder("t5", scan_layers=True).init(jax.random.key(0), x, mask,
-                                                    deterministic=True)
-  specs = nn.get_partition_spec(variables)["params"]
+  scanned = _encoder("t5", scan_layers=True)
+  specs = nn.get_partition_spec(jax.eval_shape(
+      lambda: scanned.init(jax.random.key(0), x, mask, deterministic=True)))["params"]
   layer = specs["layers"]["layer"]
   assert tuple(layer["attention"]["query"]) == ("layers", "embed", "heads", "kv")
   assert tuple(layer["attention"]["out"]) == ("layers", "heads", "kv", "embed")
@@ -295,8 +302,9 @@ def test_params_carry_logical_axis_names():
   assert tuple(layer["mlp"]["wo"]["kernel"]) == ("layers", "mlp", "embed")
   assert tuple(layer["mlp_norm"]["scale"]) == ("layers", "embed")
   assert tuple(specs["relative_position_bias"]["embedding"]) == (None, "heads")
-  bert = nn.get_partition_spec(_encoder("bert").init(jax.random.key(0), x, mask,
-                                                     deterministic=True))["params"]
+  bert_encoder = _encoder("bert")
+  bert = nn.get_partition_spec(jax.eval_shape(
+      lambda: bert_encoder.init(jax.random.key(0), x, mask, deterministic=True)))["params"]
   attention = bert["layers_0"]["layer"]["attention"]
   assert tuple(attention["query_bias"]) == ("heads", "kv")
   assert tuple(attention["out_bias"]) == ("embed",)

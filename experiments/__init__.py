@@ -1,0 +1,1 @@
+"""Experiments: sweeps runner, reports, benchmarks and paper reproductions."""
