@@ -212,11 +212,13 @@ def _clean(text: str) -> str:
 
 
 def _pieces(word: str):
-  """Cuts a long whitespace-free token into pieces, never before a mark or after a joiner."""
+  """Cuts a long whitespace-free token into pieces, not before a mark or after a joiner (unless
+  a piece would pass twice its length)."""
   start = 0
   while start < len(word):
     end = min(start + _PIECE, len(word))
-    while end < len(word) and (unicodedata.category(word[end])[0] == "M"
+    longest = min(start + 2 * _PIECE, len(word))  # a flood of marks is cut anyway
+    while end < longest and (unicodedata.category(word[end])[0] == "M"
                                or unicodedata.category(word[end]) == "Cf"
                                or word[end - 1] == "\u200d"):
       end += 1

@@ -83,6 +83,11 @@ def _params_from_torch(model: CanineModel) -> dict:
   return jax.tree.map(jnp.asarray, params)
 
 
+@pytest.fixture(scope="module")
+def params(torch_model):
+  return _params_from_torch(torch_model)
+
+
 def _embedder(**overrides) -> CanineHashEmbedder:
   fields = dict(d_model=D, num_heads=HEADS, mlp_dim=MLP, num_buckets=BUCKETS,
                 max_positions=BUCKETS, dropout_rate=0.0)
@@ -126,10 +131,10 @@ def test_hashes_match_reference_and_golden_values(torch_model):
 
 
 @pytest.mark.parametrize("length", LENGTHS)
-def test_char_embeddings_match_canine_embeddings(torch_model, length):
+def test_char_embeddings_match_canine_embeddings(torch_model, params, length):
   inputs = _inputs(2, length)
   ours = _embedder().apply(
-      {"params": _params_from_torch(torch_model)}, inputs,
+      {"params": params}, inputs,
       method=lambda module, x: module.embed_characters(x, deterministic=True))
   reference = torch_model.char_embeddings(
       input_ids=torch.from_numpy(inputs["ids"]).long(),
@@ -153,12 +158,12 @@ def _reference_pipeline(model: CanineModel, inputs: dict):
 
 @pytest.mark.parametrize("length,lengths", [
     (128, None), (256, None), (1000, None), (1000, (1000, 517, 3)), (384, (130, 256, 1))])
-def test_embedder_matches_canine_model_pipeline(torch_model, length, lengths):
+def test_embedder_matches_canine_model_pipeline(torch_model, params, length, lengths):
   """Local layer (blocks of 128), downsampling and molecule mask at lengths that are multiples
   of the rate; with padding, the local layer is compared at real characters only."""
   inputs = _inputs(3 if lengths else 2, length, lengths)
   embedded = jax.jit(lambda p, x: _embedder().apply(p, x, deterministic=True))(
-      {"params": _params_from_torch(torch_model)}, inputs)
+      {"params": params}, inputs)
   char_states, molecules, molecule_mask = _reference_pipeline(torch_model, inputs)
   real = inputs["mask"]
   np.testing.assert_allclose(np.asarray(embedded.aux["char_states"])[real],
@@ -227,38 +232,48 @@ def test_repeat_molecules_equals_reference_at_multiples_of_the_rate(torch_model)
     downsample.repeat_molecules(molecules, 24, RATE)
 
 
+def _apply_jit(module):
+  return jax.jit(lambda p, x: module.apply({"params": p}, x, method=_embed_and_upsample))
+
+
 @pytest.mark.parametrize("batch", (1, 3))
 @pytest.mark.parametrize("length", LENGTHS)
-def test_shapes_and_masks(batch, length):
-  lengths = np.minimum([length, 1, 51][:batch], length)
-  inputs = _inputs(batch, length, lengths, seed=length)
+def test_shapes(batch, length):
+  inputs = _inputs(batch, length)
   module = _embedder()
-  variables = module.init(jax.random.key(0), inputs, method=_embed_and_upsample)
-  embedded, chars = jax.jit(lambda v, x: module.apply(v, x, method=_embed_and_upsample))(
-      variables, inputs)
-  molecules = -(-length // RATE)
-  assert embedded.x.shape == (batch, molecules, D)
+  variables = jax.eval_shape(
+      lambda: module.init(jax.random.key(0), inputs, method=_embed_and_upsample))
+  embedded, chars = jax.eval_shape(
+      lambda v: module.apply(v, inputs, method=_embed_and_upsample), variables)
+  assert embedded.x.shape == (batch, -(-length // RATE), D)
+  assert embedded.mask.shape == (batch, -(-length // RATE)) and embedded.mask.dtype == bool
   assert embedded.aux["char_states"].shape == (batch, length, D)
+  assert embedded.aux["char_mask"].shape == (batch, length)
   assert chars.shape == (batch, length, D)
-  expected_mask = np.arange(molecules)[None] * RATE < lengths[:, None]
+
+
+@pytest.mark.parametrize("length", (1, 3, 129))
+def test_masks_and_finite_outputs(params, length):
+  lengths = np.minimum([length, 1, 6], length)
+  inputs = _inputs(3, length, lengths, seed=length)
+  embedded, chars = _apply_jit(_embedder())(params, inputs)
+  expected_mask = np.arange(-(-length // RATE))[None] * RATE < lengths[:, None]
   np.testing.assert_array_equal(np.asarray(embedded.mask), expected_mask)
   np.testing.assert_array_equal(np.asarray(embedded.aux["char_mask"]), inputs["mask"])
   assert np.isfinite(np.asarray(embedded.x)).all() and np.isfinite(np.asarray(chars)).all()
 
 
 @pytest.mark.parametrize("real,short,long", [
-    (1, 1, 9), (3, 5, 300), (100, 127, 1000), (127, 133, 257), (129, 256, 1000)])
-def test_padding_does_not_change_real_positions(real, short, long):
+    (1, 1, 9), (3, 5, 130), (127, 133, 257), (129, 256, 1000)])
+def test_padding_does_not_change_real_positions(params, real, short, long):
   """Appending padding leaves char states, molecules and masks at real positions unchanged, and
   the upsampled characters too where the shorter buffer's last chunk is padding (when a text
   reaches the last chunk, that chunk reads the last molecule, as in the reference)."""
-  module = _embedder()
+  apply = _apply_jit(_embedder())
   base = _inputs(1, long, [real], seed=real)
   short_inputs = {key: value[:, :short] for key, value in base.items()}
-  variables = module.init(jax.random.key(1), base, method=_embed_and_upsample)
-  apply = jax.jit(lambda v, x: module.apply(v, x, method=_embed_and_upsample))
   (short_embedded, short_chars), (long_embedded, long_chars) = (
-      apply(variables, short_inputs), apply(variables, base))
+      apply(params, short_inputs), apply(params, base))
   molecules = short_embedded.x.shape[1]
   np.testing.assert_array_equal(np.asarray(long_embedded.mask)[:, :molecules],
                                 np.asarray(short_embedded.mask))
@@ -273,11 +288,10 @@ def test_padding_does_not_change_real_positions(real, short, long):
                                np.asarray(short_chars)[:, :real], atol=ATOL, rtol=0)
 
 
-def test_every_parameter_gets_a_finite_nonzero_gradient():
-  inputs = _inputs(2, 261, [261, 40])
+def test_every_parameter_gets_a_finite_nonzero_gradient(params):
+  inputs = _inputs(2, 133, [133, 40])
   module = _embedder(dropout_rate=0.1)
-  variables = module.init(jax.random.key(0), inputs, method=_embed_and_upsample)
-  weights = jax.random.normal(jax.random.key(2), (2, 261, D))
+  weights = jax.random.normal(jax.random.key(2), (2, 133, D))
 
   def loss(params):
     embedded, chars = module.apply({"params": params}, inputs, method=_embed_and_upsample,
@@ -285,30 +299,27 @@ def test_every_parameter_gets_a_finite_nonzero_gradient():
     molecule_loss = jnp.sum(jnp.where(embedded.mask[..., None], embedded.x, 0) ** 2)
     return molecule_loss + jnp.sum(jnp.where(inputs["mask"][..., None], chars * weights, 0))
 
-  grads = jax.grad(loss)(nn.meta.unbox(variables["params"]))
+  grads = jax.jit(jax.grad(loss))(params)
   for path, grad in jax.tree_util.tree_leaves_with_path(grads):
     grad = np.asarray(grad)
     assert np.isfinite(grad).all(), jax.tree_util.keystr(path)
     assert np.abs(grad).max() > 0, jax.tree_util.keystr(path)
 
 
-def test_bfloat16_compute_stays_close_to_float32():
+def test_bfloat16_compute_stays_close_to_float32(params):
   inputs = _inputs(2, 300, [300, 77])
-  variables = _embedder().init(jax.random.key(0), inputs, method=_embed_and_upsample)
-  results = {}
-  for dtype in (jnp.float32, jnp.bfloat16):
-    module = _embedder(dtype=dtype)
-    results[dtype] = jax.jit(lambda v, x, m=module: m.apply(v, x, method=_embed_and_upsample))(
-        variables, inputs)
-  (x32, chars32), (x16, chars16) = [(e.x, c) for e, c in results.values()]
+  (x32, chars32), (x16, chars16) = [
+      (embedded.x, chars) for embedded, chars in
+      (_apply_jit(_embedder(dtype=dtype))(params, inputs) for dtype in (jnp.float32,
+                                                                         jnp.bfloat16))]
   assert x16.dtype == jnp.bfloat16 and chars16.dtype == jnp.bfloat16
   for full, half in ((x32, x16), (chars32, chars16)):
     error = np.abs(np.asarray(full) - np.asarray(half, np.float32))
     assert error.max() < 0.25 and error.mean() < 0.02, (error.max(), error.mean())
 
 
-def _expected_param_count(d, mlp, buckets, hashes_positions, type_vocab, rate, kernel):
-  embeddings = buckets * d + hashes_positions * d + type_vocab * d + 2 * d
+def _expected_param_count(d, mlp, buckets, positions, type_vocab, rate, kernel):
+  embeddings = buckets * d + positions * d + type_vocab * d + 2 * d
   local_layer = 4 * (d * d + d) + 2 * d * mlp + mlp + d + 4 * d
   downsampling = rate * d * d + d + 2 * d
   upsampling = kernel * 2 * d * d + d + 2 * d
@@ -319,27 +330,32 @@ def _count(tree) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
-def test_parameter_counts_match_formulas_and_reference(torch_model):
-  tiny = _embedder().init(jax.random.key(0), _inputs(1, 8), method=_embed_and_upsample)
+def _param_shapes(module) -> dict:
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), _inputs(1, 8),
+                                              method=_embed_and_upsample))
+  return nn.meta.unbox(shapes)["params"]
+
+
+def test_parameter_counts_match_formulas_and_reference(torch_model, params):
+  tiny = _param_shapes(_embedder())
+  assert jax.tree.map(lambda x: x.shape, tiny) == jax.tree.map(lambda x: x.shape, params)
   expected = _expected_param_count(D, MLP, BUCKETS, BUCKETS, 16, RATE, 4)
-  assert _count(nn.meta.unbox(tiny)) == expected
+  assert _count(tiny) == expected
   reference_modules = (torch_model.char_embeddings, torch_model.initial_char_encoder,
                        torch_model.chars_to_molecules, torch_model.projection)
   assert sum(p.numel() for m in reference_modules for p in m.parameters()) == expected
 
-  default = CanineHashEmbedder(d_model=768, num_heads=12, mlp_dim=3072)
-  shapes = jax.eval_shape(lambda: default.init(jax.random.key(0), _inputs(1, 8),
-                                               method=_embed_and_upsample))
-  params = nn.meta.unbox(shapes)["params"]
-  tables = [params[f"hash_embeddings_{k}"]["embedding"] for k in range(8)]
+  default = _param_shapes(CanineHashEmbedder(d_model=768, num_heads=12, mlp_dim=3072))
+  tables = [default[f"hash_embeddings_{k}"]["embedding"] for k in range(8)]
   assert [t.shape for t in tables] == [(16384, 96)] * 8
-  assert _count(params) == _expected_param_count(768, 3072, 16384, 16384, 16, 4, 4)
+  assert _count(default) == _expected_param_count(768, 3072, 16384, 16384, 16, 4, 4)
 
 
 def test_logical_axes_use_only_known_names():
   known = {"batch", "length", "embed", "mlp", "heads", "kv", "vocab", "buckets", "features",
            "layers", None}
-  variables = _embedder().init(jax.random.key(0), _inputs(1, 8), method=_embed_and_upsample)
+  variables = jax.eval_shape(lambda: _embedder().init(jax.random.key(0), _inputs(1, 8),
+                                                      method=_embed_and_upsample))
   boxes = jax.tree.leaves(variables, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
   assert all(isinstance(box, nn.LogicallyPartitioned) for box in boxes)
   assert set().union(*(box.names for box in boxes)) <= known
