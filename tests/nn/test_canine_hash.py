@@ -20,6 +20,8 @@ from noembed.text import codepoints
 ATOL = 1e-5
 D, HEADS, MLP, BUCKETS, RATE = 96, 4, 192, 1024, 4
 LENGTHS = (1, 3, 127, 129, 1000)
+# "tanh" is the original TF gelu; transformers calls it "gelu_new".
+GELU_CASES = [(length, "exact", "gelu") for length in LENGTHS + (8,)] + [(129, "tanh", "gelu_new")]
 
 
 def _torch_model(hidden_act: str = "gelu") -> CanineModel:
@@ -143,24 +145,28 @@ def test_char_embeddings_match_canine_embeddings(torch_model, params, length):
 
 
 def _reference_pipeline(model: CanineModel, inputs: dict):
-  """transformers' char embeddings -> local layer -> molecules, and its molecule mask."""
-  mask = torch.from_numpy(inputs["mask"]).float()
-  embedded = model.char_embeddings(
-      input_ids=torch.from_numpy(inputs["ids"]).long(),
-      token_type_ids=torch.from_numpy(inputs["token_type_ids"]).long())
+  """transformers' char embeddings -> local layer -> molecules, and its molecule mask, on the
+  inputs padded to a multiple of the rate (char states cut back to the input length)."""
+  length = inputs["ids"].shape[1]
+  padded = {key: torch.from_numpy(_padded_to_rate(value, RATE, 0)) for key, value in
+            inputs.items()}
+  mask = padded["mask"].float()
+  embedded = model.char_embeddings(input_ids=padded["ids"].long(),
+                                   token_type_ids=padded["token_type_ids"].long())
   attention_mask = model._create_3d_attention_mask_from_input_mask(embedded, mask)
   char_states = model.initial_char_encoder(embedded, attention_mask=attention_mask)
   char_states = char_states.last_hidden_state
   molecules = model.chars_to_molecules(char_states)
   molecule_mask = model._downsample_attention_mask(mask, downsampling_rate=RATE)
-  return char_states, molecules, molecule_mask
+  return char_states[:, :length], molecules, molecule_mask
 
 
 @pytest.mark.parametrize("length,lengths", [
-    (128, None), (256, None), (1000, None), (1000, (1000, 517, 3)), (384, (130, 256, 1))])
+    (128, None), (256, None), (1000, None), (129, None), (1000, (1000, 517, 3)),
+    (384, (130, 256, 1))])
 def test_embedder_matches_canine_model_pipeline(torch_model, params, length, lengths):
-  """Local layer (blocks of 128), downsampling and molecule mask at lengths that are multiples
-  of the rate; with padding, the local layer is compared at real characters only."""
+  """Local layer (blocks of 128), downsampling and molecule mask; with padding, the local layer
+  is compared at real characters and the molecules at real molecules only."""
   inputs = _inputs(3 if lengths else 2, length, lengths)
   embedded = jax.jit(lambda p, x: _embedder().apply(p, x, deterministic=True))(
       {"params": params}, inputs)
@@ -176,8 +182,7 @@ def test_embedder_matches_canine_model_pipeline(torch_model, params, length, len
     np.testing.assert_allclose(np.asarray(embedded.x), _np(molecules), atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("gelu,hidden_act", [("exact", "gelu"), ("tanh", "gelu_new")])
-@pytest.mark.parametrize("length", LENGTHS + (8,))
+@pytest.mark.parametrize("length,gelu,hidden_act", GELU_CASES)
 def test_downsampling_matches_characters_to_molecules(length, gelu, hidden_act):
   """Any length equals the reference on the input padded to a multiple of the rate, whatever
   the padding holds; the molecule mask equals the reference's max pool of the padded mask."""
@@ -199,8 +204,7 @@ def test_downsampling_matches_characters_to_molecules(length, gelu, hidden_act):
                                 _np(reference_mask) > 0)
 
 
-@pytest.mark.parametrize("gelu,hidden_act", [("exact", "gelu"), ("tanh", "gelu_new")])
-@pytest.mark.parametrize("length", LENGTHS + (8,))
+@pytest.mark.parametrize("length,gelu,hidden_act", GELU_CASES)
 def test_upsampling_matches_repeat_molecules_and_conv_projection(length, gelu, hidden_act):
   """Without padding: `_repeat_molecules` (on the buffer padded to a multiple of the rate, cut
   back) then `ConvProjection`. With padding: the same with the concat zeroed at padding."""

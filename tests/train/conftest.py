@@ -10,7 +10,9 @@ from configs import quickstart
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from noembed.data import tfds_udhr  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
   path = tmp_path_factory.mktemp("tfds")
   tfds_udhr.build(str(path))
   return str(path)

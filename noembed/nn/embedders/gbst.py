@@ -192,7 +192,7 @@ class GBSTEmbedder(nn.Module):
     scores_BxLxNb = jax.nn.softmax(logits_BxLxNb, axis=-1)
     if self.score_calibration == "position":
       similarity_BxLxL = jnp.einsum("bin,bjn->bij", scores_BxLxNb, scores_BxLxNb)
-      attention_BxLxL = jax.nn.softmax(similarity_BxLxL, axis=-1)
+      attention_BxLxL = _masked_softmax(similarity_BxLxL, mask_BxL[:, None, :], axis=-1)
       scores_BxLxNb = jnp.einsum("bij,bjn->bin", attention_BxLxL, scores_BxLxNb)
     scores_BxLxNb = scores_BxLxNb * mask_BxL[..., None]
 
