@@ -84,20 +84,20 @@ class MultiHeadAttention(nn.Module):
     if name == "query" and not self.scale_logits:
       init = _scaled(init, self.head_dim**-0.5)
     init = nn.with_logical_partitioning(init, ("embed", "heads", "kv"))
-    kernel_ExHxK = self.param(name, init, (x_BxLxE.shape[-1], self.num_heads, self.head_dim),
+    kernel_ExHxDh = self.param(name, init, (x_BxLxE.shape[-1], self.num_heads, self.head_dim),
                               self.param_dtype)
-    x_BxLxHxK = jnp.einsum("ble,ehk->blhk", x_BxLxE.astype(self.dtype),
-                           kernel_ExHxK.astype(self.dtype))
+    x_BxLxHxDh = jnp.einsum("ble,ehk->blhk", x_BxLxE.astype(self.dtype),
+                           kernel_ExHxDh.astype(self.dtype))
     if self.use_bias:
-      bias_HxK = self.param(f"{name}_bias", nn.with_logical_partitioning(
+      bias_HxDh = self.param(f"{name}_bias", nn.with_logical_partitioning(
           nn.initializers.zeros, ("heads", "kv")), (self.num_heads, self.head_dim),
                             self.param_dtype)
-      x_BxLxHxK = x_BxLxHxK + bias_HxK.astype(self.dtype)
-    return x_BxLxHxK
+      x_BxLxHxDh = x_BxLxHxDh + bias_HxDh.astype(self.dtype)
+    return nn.with_logical_constraint(x_BxLxHxDh, ("batch", "length", "heads", "kv"))
 
-  def _attend(self, q_xQxHxK, k_xKxHxK, v_xKxHxK, mask, bias, deterministic):
+  def _attend(self, q_xQxHxDh, k_xKxHxDh, v_xKxHxDh, mask, bias, deterministic):
     """Softmax attention over the leading batch (and block) axes; mask/bias carry a head axis."""
-    logits = jnp.einsum("...qhd,...khd->...hqk", q_xQxHxK, k_xKxHxK,
+    logits = jnp.einsum("...qhd,...khd->...hqk", q_xQxHxDh, k_xKxHxDh,
                         preferred_element_type=jnp.float32)
     if self.scale_logits:
       logits = logits * self.head_dim**-0.5
@@ -107,16 +107,16 @@ class MultiHeadAttention(nn.Module):
       logits = jnp.where(mask, logits, _MASKED_LOGIT)
     probs = jax.nn.softmax(logits, axis=-1)
     probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
-    return jnp.einsum("...hqk,...khd->...qhd", probs.astype(self.dtype), v_xKxHxK)
+    return jnp.einsum("...hqk,...khd->...qhd", probs.astype(self.dtype), v_xKxHxDh)
 
-  def _attend_blocks(self, q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask, bias, deterministic):
-    batch, length = q_BxLxHxK.shape[:2]
+  def _attend_blocks(self, q_BxLxHxDh, k_BxLxHxDh, v_BxLxHxDh, mask, bias, deterministic):
+    batch, length = q_BxLxHxDh.shape[:2]
     block = self.block_size
     num_blocks = -(-length // block)
 
-    def blocked(x_BxLxHxK):
-      x_BxLxHxK = _pad_axis(x_BxLxHxK, 1, num_blocks * block, 0)
-      return x_BxLxHxK.reshape(batch, num_blocks, block, *x_BxLxHxK.shape[2:])
+    def blocked(x_BxLxHxDh):
+      x_BxLxHxDh = _pad_axis(x_BxLxHxDh, 1, num_blocks * block, 0)
+      return x_BxLxHxDh.reshape(batch, num_blocks, block, *x_BxLxHxDh.shape[2:])
 
     mask_BxQxK = jnp.ones((1, 1, length), bool) if mask is None else mask
     mask_BxQxK = mask_BxQxK.reshape((1,) * (3 - mask_BxQxK.ndim) + mask_BxQxK.shape)
@@ -125,31 +125,31 @@ class MultiHeadAttention(nn.Module):
     if bias is not None:
       bias = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
       bias_BxNxHxQbxK = jnp.swapaxes(_diagonal_blocks(bias, block, 0), 1, 2)
-    out_BxNxQxHxK = self._attend(blocked(q_BxLxHxK), blocked(k_BxLxHxK), blocked(v_BxLxHxK),
+    out_BxNxQxHxDh = self._attend(blocked(q_BxLxHxDh), blocked(k_BxLxHxDh), blocked(v_BxLxHxDh),
                                  mask_BxNxQbxK[:, :, None], bias_BxNxHxQbxK, deterministic)
-    return out_BxNxQxHxK.reshape(batch, num_blocks * block, *out_BxNxQxHxK.shape[3:])[:, :length]
+    return out_BxNxQxHxDh.reshape(batch, num_blocks * block, *out_BxNxQxHxDh.shape[3:])[:, :length]
 
   @nn.compact
   def __call__(self, x_q_BxQxD, x_kv_BxKxD, mask_BxQxK=None, *, bias_BxHxQxK=None,
                deterministic: bool) -> jax.Array:
-    q_BxQxHxK = self._project_in(x_q_BxQxD, "query")
-    k_BxKxHxK = self._project_in(x_kv_BxKxD, "key")
-    v_BxKxHxK = self._project_in(x_kv_BxKxD, "value")
+    q_BxQxHxDh = self._project_in(x_q_BxQxD, "query")
+    k_BxKxHxDh = self._project_in(x_kv_BxKxD, "key")
+    v_BxKxHxDh = self._project_in(x_kv_BxKxD, "value")
     if self.block_size is None:
       mask = None if mask_BxQxK is None else jnp.expand_dims(mask_BxQxK, -3)
-      out_BxQxHxK = self._attend(q_BxQxHxK, k_BxKxHxK, v_BxKxHxK, mask, bias_BxHxQxK,
+      out_BxQxHxDh = self._attend(q_BxQxHxDh, k_BxKxHxDh, v_BxKxHxDh, mask, bias_BxHxQxK,
                                  deterministic)
     else:
       if x_q_BxQxD.shape[1] != x_kv_BxKxD.shape[1]:
         raise ValueError(f"block-local attention needs as many queries as keys, got "
                          f"{x_q_BxQxD.shape[1]} queries and {x_kv_BxKxD.shape[1]} keys")
-      out_BxQxHxK = self._attend_blocks(q_BxQxHxK, k_BxKxHxK, v_BxKxHxK, mask_BxQxK,
+      out_BxQxHxDh = self._attend_blocks(q_BxQxHxDh, k_BxKxHxDh, v_BxKxHxDh, mask_BxQxK,
                                         bias_BxHxQxK, deterministic)
-    out_kernel_HxKxD = self.param(
+    out_kernel_HxDhxD = self.param(
         "out", nn.with_logical_partitioning(self.kernel_init or fan_in_normal((0, 1), 2),
                                             ("heads", "kv", "embed")),
         (self.num_heads, self.head_dim, self.d_model), self.param_dtype)
-    y_BxQxD = jnp.einsum("bqhk,hkd->bqd", out_BxQxHxK, out_kernel_HxKxD.astype(self.dtype))
+    y_BxQxD = jnp.einsum("bqhk,hkd->bqd", out_BxQxHxDh, out_kernel_HxDhxD.astype(self.dtype))
     if self.use_bias:
       out_bias_D = self.param("out_bias", nn.with_logical_partitioning(
           nn.initializers.zeros, ("embed",)), (self.d_model,), self.param_dtype)
@@ -174,6 +174,7 @@ def relative_position_bucket(relative_position, *, bidirectional: bool, num_buck
     distance = -jnp.minimum(relative_position, 0)
   max_exact = num_buckets // 2
   is_small = distance < max_exact
+  # Distance 0 is always small; the maximum only keeps log(0) out of the unused branch.
   log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact)
   large = max_exact + (log_ratio / math.log(max_distance / max_exact)
                        * (num_buckets - max_exact)).astype(relative_position.dtype)

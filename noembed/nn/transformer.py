@@ -30,7 +30,6 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 # transformers "gelu_new").
 _GATED_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gated-gelu": _ACTIVATIONS["gelu_tanh"],
-    "gated-gelu_exact": _ACTIVATIONS["gelu"],
     "gated-relu": jax.nn.relu,
     "gated-silu": jax.nn.silu,
 }
@@ -63,7 +62,7 @@ FLAVOURS: dict[str, Flavour] = {
 }
 
 
-def flavour(name: str) -> Flavour:
+def get_flavour(name: str) -> Flavour:
   if name not in FLAVOURS:
     raise ValueError(f"unknown flavour {name!r}; expected one of {', '.join(FLAVOURS)}")
   return FLAVOURS[name]
@@ -135,7 +134,7 @@ class _Block(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   def _attention(self, name: str, block_size: int | None = None) -> MultiHeadAttention:
-    spec = flavour(self.flavour)
+    spec = get_flavour(self.flavour)
     if self.head_dim is None and self.d_model % self.num_heads:
       raise ValueError(f"d_model={self.d_model} is not a multiple of num_heads="
                        f"{self.num_heads}; set head_dim")
@@ -146,7 +145,7 @@ class _Block(nn.Module):
         dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
   def _mlp(self) -> Mlp:
-    spec = flavour(self.flavour)
+    spec = get_flavour(self.flavour)
     return Mlp(d_model=self.d_model, mlp_dim=self.mlp_dim,
                activation=self.activation or spec.activation, use_bias=spec.use_bias,
                dropout_rate=self.dropout_rate if spec.pre_norm else 0.0,
@@ -155,7 +154,7 @@ class _Block(nn.Module):
 
   def _sublayer(self, x_BxLxD, branch, name: str, deterministic: bool) -> jax.Array:
     """x + dropout(branch(norm(x))) (pre-norm) or norm(x + dropout(branch(x))) (post-norm)."""
-    spec = flavour(self.flavour)
+    spec = get_flavour(self.flavour)
     norm = _norm(spec, self.layer_norm_eps or spec.layer_norm_eps, self.dtype,
                  self.param_dtype, f"{name}_norm")
     dropout = nn.Dropout(self.dropout_rate)
@@ -247,7 +246,7 @@ class _Stack(nn.Module):
   remat: bool = dataclasses.field(default=False, kw_only=True)  # recompute layers in backward
 
   def _relative_bias(self, length: int, bidirectional: bool) -> jax.Array | None:
-    if not flavour(self.flavour).relative_position_bias:
+    if not get_flavour(self.flavour).relative_position_bias:
       return None
     return RelativePositionBias(
         num_heads=self.num_heads, bidirectional=bidirectional,
@@ -256,7 +255,7 @@ class _Stack(nn.Module):
         param_dtype=self.param_dtype, name="relative_position_bias")(length, length)
 
   def _layers(self, layer_type: type, x_BxLxD, attention_bias, context, deterministic):
-    spec = flavour(self.flavour)
+    spec = get_flavour(self.flavour)
     dropout = nn.Dropout(self.dropout_rate)
     if spec.final_norm:
       x_BxLxD = dropout(x_BxLxD, deterministic=deterministic)

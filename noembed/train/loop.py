@@ -6,7 +6,6 @@ after dispatching step N+1 -> eval, metrics, checkpoints -> wait for the last sa
 """
 
 import dataclasses
-import logging
 import math
 import signal
 import time
@@ -135,7 +134,7 @@ def _run(config, workdir: Path, mesh) -> RunResult:
   if primary:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    logging.info("resolved config:\n%s", config)
+    print(f"resolved config:\n{config}", flush=True)
     print(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, "
           f"{jax.process_count()} process(es); workdir {workdir}", flush=True)
 

@@ -32,6 +32,10 @@ def train_apply(module, variables, inputs):
   return module.apply(variables, inputs, deterministic=False, mutable=["batch_stats"])
 
 
+def eval_apply(module, variables, inputs):
+  return module.apply(variables, inputs, deterministic=True)
+
+
 class VisrepEmbedder(torch.nn.Module):
   """visrep's DirectOCR / NLayerOCR (fairseq/modules/visual.py), channels generalised, then the
   encoder's embed_scale and fairseq sinusoidal positions (visual_transformer.py)."""
@@ -81,7 +85,7 @@ def copy_into_torch(reference, params, batch_stats):
     reference.bridge.bias.copy_(as_torch(params["bridge"]["bias"]))
 
 
-@pytest.mark.parametrize("variant,channels", [("direct", 1), ("conv1", 1), ("conv2", 3)])
+@pytest.mark.parametrize("variant,channels", [("direct", 1), ("conv1", 1), ("conv2", 2)])
 def test_matches_visrep_reference_in_train_and_eval_mode(variant, channels):
   """float32 parity, atol 1e-4 on outputs of magnitude ~sqrt(d_model)."""
   num_convolutions = {"direct": 0, "conv1": 1, "conv2": 2}[variant]
@@ -102,15 +106,15 @@ def test_matches_visrep_reference_in_train_and_eval_mode(variant, channels):
     np.testing.assert_allclose(stats["var"], norm.running_var.numpy(), atol=1e-6)
   reference.eval()
   variables = {**variables, **nn.meta.unbox(updated)}
-  out = module.apply(variables, inputs, deterministic=True)
+  out = eval_apply(module, variables, inputs)
   np.testing.assert_allclose(np.asarray(out.x), reference(pixels).detach().numpy(),
                              atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["direct", "conv1", "conv2"])
-@pytest.mark.parametrize("num_slices", [1, 3, 127, 129])
+@pytest.mark.parametrize("variant,num_slices", [
+    ("conv2", 1), ("conv2", 3), ("conv2", 127), ("conv2", 129), ("direct", 129), ("conv1", 127)])
 def test_shapes(variant, num_slices):
-  module = VisualEmbedder(variant=variant, d_model=D_MODEL)
+  module = VisualEmbedder(variant=variant, channels=2, d_model=D_MODEL)
   inputs = make_inputs([num_slices, max(1, num_slices // 2)], num_slices)
   out, _ = train_apply(module, init(module, inputs), inputs)
   assert out.x.shape == (2, num_slices, D_MODEL) and out.x.dtype == jnp.float32
@@ -118,22 +122,22 @@ def test_shapes(variant, num_slices):
   assert not np.asarray(out.x)[~np.asarray(inputs["mask"])].any()
 
 
-@pytest.mark.parametrize("variant", ["direct", "conv1", "conv2"])
-@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("variant,deterministic", [
+    ("direct", False), ("conv1", False), ("conv1", True), ("conv2", False)])
 def test_padding_never_changes_real_positions(variant, deterministic):
   module = VisualEmbedder(variant=variant, channels=2, d_model=D_MODEL)
-  short = make_inputs([3, 1], 3)
+  short = make_inputs([3, 1], 4)
   rng = np.random.default_rng(1)
-  noise = rng.integers(0, 256, (2, 7, HEIGHT, WIDTH), dtype=np.uint8)
-  mask = np.zeros((2, 7), bool)
-  mask[:, :3] = short["mask"]
+  noise = rng.integers(0, 256, (2, 8, HEIGHT, WIDTH), dtype=np.uint8)
+  mask = np.zeros((2, 8), bool)
+  mask[:, :4] = short["mask"]
   slices = np.where(mask[..., None, None], np.pad(short["slices"], ((0, 0), (0, 4), (0, 0), (0, 0))),
                     noise)
   long = {"slices": jnp.asarray(slices), "mask": jnp.asarray(mask)}
   variables = init(module, short)
   if deterministic:
-    x_short = module.apply(variables, short, deterministic=True).x
-    x_long = module.apply(variables, long, deterministic=True).x
+    x_short = eval_apply(module, variables, short).x
+    x_long = eval_apply(module, variables, long).x
   else:
     (out_short, stats_short), (out_long, stats_long) = (
         train_apply(module, variables, short), train_apply(module, variables, long))
@@ -141,14 +145,14 @@ def test_padding_never_changes_real_positions(variant, deterministic):
     for a, b in zip(jax.tree.leaves(stats_short), jax.tree.leaves(stats_long)):
       np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
   real = np.asarray(short["mask"])
-  np.testing.assert_allclose(np.asarray(x_long)[:, :3][real], np.asarray(x_short)[real],
+  np.testing.assert_allclose(np.asarray(x_long)[:, :4][real], np.asarray(x_short)[real],
                              rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["direct", "conv1", "conv2"])
+@pytest.mark.parametrize("variant", ["direct", "conv2"])
 def test_gradients_finite_and_nonzero(variant):
   module = VisualEmbedder(variant=variant, channels=2, d_model=D_MODEL)
-  inputs = make_inputs([3, 2], 4)
+  inputs = make_inputs([3, 1], 4)
   variables = init(module, inputs)
 
   def loss(params):
@@ -162,14 +166,13 @@ def test_gradients_finite_and_nonzero(variant):
     assert np.abs(grad).max() > 0, path
 
 
-@pytest.mark.parametrize("variant", ["direct", "conv2"])
+@pytest.mark.parametrize("variant", ["conv2"])
 def test_jit_and_bfloat16(variant):
-  inputs = make_inputs([3, 2], 4)
-  module32 = VisualEmbedder(variant=variant, d_model=D_MODEL)
-  module16 = VisualEmbedder(variant=variant, d_model=D_MODEL, dtype=jnp.bfloat16)
+  inputs = make_inputs([3, 1], 4)
+  module32 = VisualEmbedder(variant=variant, channels=2, d_model=D_MODEL)
+  module16 = VisualEmbedder(variant=variant, channels=2, d_model=D_MODEL, dtype=jnp.bfloat16)
   variables = init(module32, inputs)
-  apply16 = jax.jit(lambda v, x: train_apply(module16, v, x))
-  out16, _ = apply16(variables, inputs)
+  out16, _ = jax.jit(lambda v, x: train_apply(module16, v, x))(variables, inputs)
   out32, _ = train_apply(module32, variables, inputs)
   assert out16.x.dtype == jnp.bfloat16
   x16 = np.asarray(out16.x, np.float32)
@@ -181,8 +184,9 @@ def test_jit_and_bfloat16(variant):
                                               ("conv2", 1), ("conv2", 4)])
 def test_parameter_counts(variant, channels):
   module = VisualEmbedder(variant=variant, channels=channels, d_model=D_MODEL)
-  variables = init(module, make_inputs([2], 2))
-  count = sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
+  variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, deterministic=False),
+                             make_inputs([2], 2))
+  count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables["params"]))
   pixels = HEIGHT * WIDTH
   if variant == "direct":
     expected = pixels * D_MODEL + D_MODEL
@@ -191,13 +195,13 @@ def test_parameter_counts(variant, channels):
     conv = (9 * 1 * channels + channels) + (blocks - 1) * (9 * channels * channels + channels)
     expected = conv + blocks * 2 * channels + channels * pixels * D_MODEL + D_MODEL
   assert count == expected
-  stats = sum(leaf.size for leaf in jax.tree.leaves(variables.get("batch_stats", {})))
+  stats = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables.get("batch_stats", {})))
   assert stats == (0 if variant == "direct" else 2 * channels * {"conv1": 1, "conv2": 2}[variant])
 
 
 def test_logical_axis_names_and_torch_default_init():
   module = VisualEmbedder(variant="conv2", channels=2, d_model=D_MODEL)
-  variables = init(module, make_inputs([2], 2))
+  variables = init(module, make_inputs([3, 1], 4))
   specs = nn.get_partition_spec(variables)
   for spec in jax.tree.leaves(specs, is_leaf=lambda leaf: isinstance(leaf, jax.sharding.PartitionSpec)):
     assert set(spec) <= LOGICAL_NAMES, spec
@@ -209,31 +213,31 @@ def test_logical_axis_names_and_torch_default_init():
 
 def test_bad_variant_is_named():
   with pytest.raises(ValueError, match="'conv3'"):
-    init(VisualEmbedder(variant="conv3"), make_inputs([1], 1))
+    jax.eval_shape(lambda x: init(VisualEmbedder(variant="conv3"), x), make_inputs([1], 1))
 
 
 # Registry entry.
 
 def test_registry_entry_encodes_builds_and_masks():
   config = visual_method.default_config()
-  config.max_slices = 8
+  config.max_slices = 4
   batch = visual_method.encode(["hello world", ""], config)
-  assert batch["slices"].shape == (2, 8, 21, 30) and batch["mask"].shape == (2, 8)
+  assert batch["slices"].shape == (2, 4, 21, 30) and batch["mask"].shape == (2, 4)
   embedder = visual_method.build_embedder(config, d_model=D_MODEL, dtype=jnp.float32,
                                           param_dtype=jnp.float32)
   assert isinstance(embedder, VisualEmbedder) and embedder.variant == "conv1"
   batch = {key: jnp.asarray(value) for key, value in batch.items()}
   out, _ = train_apply(embedder, init(embedder, batch), batch)
-  assert out.x.shape == (2, 8, D_MODEL)
+  assert out.x.shape == (2, 4, D_MODEL)
 
   units = visual_method.masked_units(config)
   assert units.key == "slices" and units.num_heads == 21 * 30 and units.vocab_size == 2
   assert units.unit_bytes is None
   np.testing.assert_array_equal(units.maskable(batch), batch["mask"])
-  masked = jnp.zeros((2, 8), bool).at[0, 0].set(True)
+  masked = jnp.zeros((2, 4), bool).at[0, 0].set(True)
   corrupted = units.corrupt(batch, masked)["slices"]
   assert (corrupted[0, 0] == 255).all() and (batch["slices"][0, 0] < 128).any()
   np.testing.assert_array_equal(corrupted[0, 1:], batch["slices"][0, 1:])
   targets = units.targets(batch)
-  assert targets.shape == (2, 8, 21 * 30) and targets.dtype == jnp.int32
+  assert targets.shape == (2, 4, 21 * 30) and targets.dtype == jnp.int32
   np.testing.assert_array_equal(targets[0, 0], (batch["slices"][0, 0] < 128).reshape(-1))
