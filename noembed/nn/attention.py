@@ -84,10 +84,10 @@ class MultiHeadAttention(nn.Module):
     if name == "query" and not self.scale_logits:
       init = _scaled(init, self.head_dim**-0.5)
     init = nn.with_logical_partitioning(init, ("embed", "heads", "kv"))
-    kernel_ExHxDh = self.param(name, init, (x_BxLxE.shape[-1], self.num_heads, self.head_dim),
-                              self.param_dtype)
+    kernel_ExHxDh = self.param(
+        name, init, (x_BxLxE.shape[-1], self.num_heads, self.head_dim), self.param_dtype)
     x_BxLxHxDh = jnp.einsum("ble,ehk->blhk", x_BxLxE.astype(self.dtype),
-                           kernel_ExHxDh.astype(self.dtype))
+                            kernel_ExHxDh.astype(self.dtype))
     if self.use_bias:
       bias_HxDh = self.param(f"{name}_bias", nn.with_logical_partitioning(
           nn.initializers.zeros, ("heads", "kv")), (self.num_heads, self.head_dim),
@@ -125,9 +125,11 @@ class MultiHeadAttention(nn.Module):
     if bias is not None:
       bias = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
       bias_BxNxHxQbxK = jnp.swapaxes(_diagonal_blocks(bias, block, 0), 1, 2)
-    out_BxNxQxHxDh = self._attend(blocked(q_BxLxHxDh), blocked(k_BxLxHxDh), blocked(v_BxLxHxDh),
-                                 mask_BxNxQbxK[:, :, None], bias_BxNxHxQbxK, deterministic)
-    return out_BxNxQxHxDh.reshape(batch, num_blocks * block, *out_BxNxQxHxDh.shape[3:])[:, :length]
+    out_BxNxQxHxDh = self._attend(
+        blocked(q_BxLxHxDh), blocked(k_BxLxHxDh), blocked(v_BxLxHxDh),
+        mask_BxNxQbxK[:, :, None], bias_BxNxHxQbxK, deterministic)
+    out_BxLxHxDh = out_BxNxQxHxDh.reshape(batch, num_blocks * block, *out_BxNxQxHxDh.shape[3:])
+    return out_BxLxHxDh[:, :length]
 
   @nn.compact
   def __call__(self, x_q_BxQxD, x_kv_BxKxD, mask_BxQxK=None, *, bias_BxHxQxK=None,

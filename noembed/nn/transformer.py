@@ -133,6 +133,11 @@ class _Block(nn.Module):
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
+  def _layer_norm_eps(self) -> float:
+    if self.layer_norm_eps is None:
+      return get_flavour(self.flavour).layer_norm_eps
+    return self.layer_norm_eps
+
   def _attention(self, name: str, block_size: int | None = None) -> MultiHeadAttention:
     spec = get_flavour(self.flavour)
     if self.head_dim is None and self.d_model % self.num_heads:
@@ -147,7 +152,8 @@ class _Block(nn.Module):
   def _mlp(self) -> Mlp:
     spec = get_flavour(self.flavour)
     return Mlp(d_model=self.d_model, mlp_dim=self.mlp_dim,
-               activation=self.activation or spec.activation, use_bias=spec.use_bias,
+               activation=spec.activation if self.activation is None else self.activation,
+               use_bias=spec.use_bias,
                dropout_rate=self.dropout_rate if spec.pre_norm else 0.0,
                kernel_init=spec.kernel_init, dtype=self.dtype, param_dtype=self.param_dtype,
                name="mlp")
@@ -155,8 +161,7 @@ class _Block(nn.Module):
   def _sublayer(self, x_BxLxD, branch, name: str, deterministic: bool) -> jax.Array:
     """x + dropout(branch(norm(x))) (pre-norm) or norm(x + dropout(branch(x))) (post-norm)."""
     spec = get_flavour(self.flavour)
-    norm = _norm(spec, self.layer_norm_eps or spec.layer_norm_eps, self.dtype,
-                 self.param_dtype, f"{name}_norm")
+    norm = _norm(spec, self._layer_norm_eps(), self.dtype, self.param_dtype, f"{name}_norm")
     dropout = nn.Dropout(self.dropout_rate)
     if spec.pre_norm:
       return x_BxLxD + dropout(branch(norm(x_BxLxD)), deterministic=deterministic)
@@ -276,8 +281,8 @@ class _Stack(nn.Module):
         x_BxLxD = step_type(layer_type, fields, name=f"layers_{index}")(
             x_BxLxD, deterministic, attention_bias, *context)
     if spec.final_norm:
-      x_BxLxD = _norm(spec, self.layer_norm_eps or spec.layer_norm_eps, self.dtype,
-                      self.param_dtype, "final_norm")(x_BxLxD)
+      x_BxLxD = _norm(spec, self._layer_norm_eps(), self.dtype, self.param_dtype,
+                      "final_norm")(x_BxLxD)
       x_BxLxD = dropout(x_BxLxD, deterministic=deterministic)
     return _constrain(x_BxLxD)
 

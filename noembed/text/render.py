@@ -84,7 +84,7 @@ class _Spec:
 
 
 def num_slices(width: int, window: int, stride: int) -> int:
-  """Windows needed to tile a line of `width` pixels: the smallest n with window+(n-1)*stride >= width."""
+  """Windows tiling a `width`-pixel line: the smallest n with window + (n - 1) * stride >= width."""
   return 1 + max(0, math.ceil((width - window) / stride))
 
 
@@ -337,7 +337,7 @@ def render(texts: Sequence[str], font_size: float = 8, height: int | None = None
            dpi: int = 120, font_dir: str = "", fonts: Sequence[str] = fonts_lib.PREFERRED_FONTS,
            num_workers: int = 0, stats: TruncationStats | None = None,
            coverage: GlyphCoverage | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Renders texts to slices uint8 [B, max_slices, height, window] (255 = white) and mask [B, max_slices].
+  """Renders texts to slices uint8 [B, max_slices, height, window] and a bool mask [B, max_slices].
 
   font_size: points at `dpi` (visrep: pygame at 120 dpi). height: None for visrep's formula
   (line_height). font_dir: "" for the system Noto directories; fonts: face preference list.

@@ -119,7 +119,8 @@ def test_cross_attention_over_other_length_and_block_size_needs_self_attention()
   truncated = helpers._run(_mha(), params, queries[1:], keys[1:, :2], key_mask[1:, None, :2])
   np.testing.assert_allclose(out[1:], truncated, atol=ATOL)
   with pytest.raises(ValueError, match="3 queries and 6 keys"):
-    _mha(block_size=2).init(jax.random.key(0), queries, keys, deterministic=True)
+    jax.eval_shape(lambda: _mha(block_size=2).init(jax.random.key(0), queries, keys,
+                                                   deterministic=True))
 
 
 def test_unscaled_logits_fold_the_scale_into_the_query_init():

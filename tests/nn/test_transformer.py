@@ -279,12 +279,14 @@ def _stacked(params: dict, num_layers: int) -> dict:
   return {**params, "layers": jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
 
 
-def test_scan_and_remat_match_unrolled():
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_scan_and_remat_match_unrolled(scan_layers):
   y, y_mask = _inputs(13, 2, 6, [6, 3])
   encoded, encoded_mask = _inputs(14, 2, 5, [5, 2])
   unrolled = _decoder("t5")
   params = _random_params(unrolled, y, y_mask, encoded, encoded_mask)["params"]
-  scanned = _decoder("t5", scan_layers=True, remat=True)
+  transformed = _decoder("t5", scan_layers=scan_layers, remat=True)
+  pack = (lambda tree: _stacked(dict(tree), 2)) if scan_layers else (lambda tree: tree)
 
   def loss(module, module_params):
     out = module.apply({"params": module_params}, y, y_mask, encoded, encoded_mask,
@@ -294,10 +296,10 @@ def test_scan_and_remat_match_unrolled():
   (_, expected), expected_grads = jax.jit(jax.value_and_grad(
       lambda p: loss(unrolled, p), has_aux=True))(params)
   (_, actual), actual_grads = jax.jit(jax.value_and_grad(
-      lambda p: loss(scanned, p), has_aux=True))(_stacked(dict(params), 2))
+      lambda p: loss(transformed, p), has_aux=True))(pack(params))
   np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), atol=ATOL)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
-               actual_grads, _stacked(dict(expected_grads), 2))
+               actual_grads, pack(expected_grads))
 
 
 def test_params_carry_logical_axis_names():

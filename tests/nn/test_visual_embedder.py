@@ -131,8 +131,8 @@ def test_padding_never_changes_real_positions(variant, deterministic):
   noise = rng.integers(0, 256, (2, 8, HEIGHT, WIDTH), dtype=np.uint8)
   mask = np.zeros((2, 8), bool)
   mask[:, :4] = short["mask"]
-  slices = np.where(mask[..., None, None], np.pad(short["slices"], ((0, 0), (0, 4), (0, 0), (0, 0))),
-                    noise)
+  padded = np.pad(short["slices"], ((0, 0), (0, 4), (0, 0), (0, 0)))
+  slices = np.where(mask[..., None, None], padded, noise)
   long = {"slices": jnp.asarray(slices), "mask": jnp.asarray(mask)}
   variables = init(module, short)
   if deterministic:
@@ -203,7 +203,8 @@ def test_logical_axis_names_and_torch_default_init():
   module = VisualEmbedder(variant="conv2", channels=2, d_model=D_MODEL)
   variables = init(module, make_inputs([3, 1], 4))
   specs = nn.get_partition_spec(variables)
-  for spec in jax.tree.leaves(specs, is_leaf=lambda leaf: isinstance(leaf, jax.sharding.PartitionSpec)):
+  is_spec = lambda leaf: isinstance(leaf, jax.sharding.PartitionSpec)
+  for spec in jax.tree.leaves(specs, is_leaf=is_spec):
     assert set(spec) <= LOGICAL_NAMES, spec
   params = nn.meta.unbox(variables["params"])
   for name, fan_in in (("conv_0", 9), ("conv_1", 18), ("bridge", 2 * HEIGHT * WIDTH)):

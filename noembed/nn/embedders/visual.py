@@ -78,7 +78,7 @@ class MaskedBatchNorm(nn.Module):
       mean, var = running_mean.value, running_var.value
     else:
       x32 = x.astype(jnp.float32)
-      weight = jnp.ones_like(mask_M, jnp.float32).reshape((-1,) + (1,) * (x.ndim - 1))
+      weight = mask_M.astype(jnp.float32).reshape((-1,) + (1,) * (x.ndim - 1))
       reduce_axes = tuple(range(x.ndim - 1))
       count = jnp.sum(weight) * math.prod(x.shape[1:-1])
       safe_count = jnp.maximum(count, 1.0)
