@@ -25,7 +25,8 @@ def default_config() -> ml_collections.ConfigDict:
       "type_vocab_size": 16,
       "max_positions": 16384,
       "gelu": "exact",              # "exact" as transformers, "tanh" as the original TF code
-      "num_heads": 12,              # of the initial character layer
+      "num_heads": 0,               # of the initial character layer; 0 means d_model // 64
+                                    # (CANINE's 768 / 12), at least 1
       "mlp_dim": 0,                 # of the initial character layer; 0 means 4 * d_model
       "dropout_rate": 0.1,
   })
@@ -38,7 +39,7 @@ def encode(texts, config, stats=None):
 
 def build_embedder(config, *, d_model, dtype, param_dtype):
   return canine_embedder.CanineHashEmbedder(
-      d_model=d_model, num_heads=config.num_heads, mlp_dim=config.mlp_dim or 4 * d_model,
+      d_model=d_model, num_heads=config.num_heads or max(d_model // 64, 1), mlp_dim=config.mlp_dim or 4 * d_model,
       num_hash_functions=config.num_hash_functions, num_buckets=config.num_buckets,
       downsampling_rate=config.downsampling_rate, local_block_size=config.local_block_size,
       upsampling_kernel_size=config.upsampling_kernel_size,

@@ -45,18 +45,27 @@ def downsample_mask(char_mask_BxL: jax.Array, rate: int) -> jax.Array:
   return padded_BxR.reshape(batch, molecules, rate).any(axis=-1)
 
 
-def repeat_molecules(molecules_BxMxD: jax.Array, num_chars: int, rate: int) -> jax.Array:
+def repeat_molecules(molecules_BxMxD: jax.Array, num_chars: int, rate: int,
+                     molecule_mask_BxM: jax.Array | None = None) -> jax.Array:
   """Each character's molecule [B, L, D]: its own chunk's, the last for the last chunk.
 
   Equals the reference `_repeat_molecules` on a buffer padded to a multiple of `rate`, cut to
-  `num_chars`; the [CLS] molecule is used only when there is no other (L <= rate).
+  `num_chars`; the [CLS] molecule is used only when there is no other (L <= rate). With a
+  molecule mask, "the last" is each example's last real molecule, so appending padding never
+  changes which molecule a real character reads (the reference would give the characters of a
+  padded example's last real chunk that chunk's own molecule, not the last one; identical when
+  there is no padding).
   """
   molecules = molecules_BxMxD.shape[1]
   if molecules != num_molecules(num_chars, rate):
     raise ValueError(f"{molecules} molecules do not match {num_chars} characters at rate {rate}; "
                      f"expected {num_molecules(num_chars, rate)}")
   molecule_of_char_L = np.minimum(np.arange(num_chars) // rate + 1, molecules - 1)
-  return jnp.take(molecules_BxMxD, molecule_of_char_L, axis=1)
+  if molecule_mask_BxM is None:
+    return jnp.take(molecules_BxMxD, molecule_of_char_L, axis=1)
+  last_real_B = jnp.maximum(molecule_mask_BxM.astype(jnp.int32).sum(1) - 1, 0)
+  molecule_of_char_BxL = jnp.minimum(molecule_of_char_L[None], last_real_B[:, None])
+  return jnp.take_along_axis(molecules_BxMxD, molecule_of_char_BxL[..., None], axis=1)
 
 
 def _conv_kernel_init(stddev: float):
@@ -130,7 +139,8 @@ class MoleculesToCharacters(nn.Module):
   def __call__(self, molecules_BxMxD: jax.Array, chars_BxLxD: jax.Array, char_mask_BxL: jax.Array,
                *, deterministic: bool) -> jax.Array:
     num_chars = chars_BxLxD.shape[1]
-    repeated_BxLxD = repeat_molecules(molecules_BxMxD, num_chars, self.rate)
+    molecule_mask_BxM = downsample_mask(char_mask_BxL.astype(bool), self.rate)
+    repeated_BxLxD = repeat_molecules(molecules_BxMxD, num_chars, self.rate, molecule_mask_BxM)
     dtype = jnp.result_type(chars_BxLxD, repeated_BxLxD)
     concat_BxLx2D = jnp.concatenate(
         [chars_BxLxD.astype(dtype), repeated_BxLxD.astype(dtype)], axis=-1)

@@ -207,7 +207,8 @@ def test_downsampling_matches_characters_to_molecules(length, gelu, hidden_act):
 @pytest.mark.parametrize("length,gelu,hidden_act", GELU_CASES)
 def test_upsampling_matches_repeat_molecules_and_conv_projection(length, gelu, hidden_act):
   """Without padding: `_repeat_molecules` (on the buffer padded to a multiple of the rate, cut
-  back) then `ConvProjection`. With padding: the same with the concat zeroed at padding."""
+  back) then `ConvProjection`. With padding: each example as the reference sees it unpadded
+  (its real molecules repeated over a buffer of whole chunks), the concat zeroed at padding."""
   model = _torch_model(hidden_act)
   rng = np.random.default_rng(length)
   molecules = rng.normal(size=(2, -(-length // RATE), D)).astype(np.float32)
@@ -221,10 +222,27 @@ def test_upsampling_matches_repeat_molecules_and_conv_projection(length, gelu, h
   full_mask = np.ones((2, length), bool)
   ours = module.apply({"params": params}, molecules, chars, full_mask, deterministic=True)
   np.testing.assert_allclose(np.asarray(ours), _np(model.projection(concat)), atol=ATOL, rtol=0)
-  char_mask = np.arange(length)[None] < np.array([[length], [max(length // 2, 1)]])
+  lengths = [length, max(length // 2, 1)]
+  char_mask = np.arange(length)[None] < np.array(lengths)[:, None]
   ours = module.apply({"params": params}, molecules, chars, char_mask, deterministic=True)
+  per_example = []
+  for index, real in enumerate(lengths):
+    real_molecules = -(-real // RATE)
+    unpadded = model._repeat_molecules(torch.from_numpy(molecules[index:index + 1,
+                                                                  :real_molecules]),
+                                       real_molecules * RATE)[:, :real]
+    per_example.append(torch.cat([unpadded, repeated[index:index + 1, real:]], dim=1))
+  concat = torch.cat([torch.from_numpy(chars), torch.cat(per_example)], dim=-1)
   zeroed = concat * torch.from_numpy(char_mask)[..., None]
   np.testing.assert_allclose(np.asarray(ours), _np(model.projection(zeroed)), atol=ATOL, rtol=0)
+
+
+def test_repeat_molecules_with_a_mask_ignores_padding_molecules():
+  molecules = np.random.default_rng(1).normal(size=(1, 5, 3)).astype(np.float32)
+  mask = np.array([[True, True, True, False, False]])
+  ours = np.asarray(downsample.repeat_molecules(molecules, 20, RATE, mask))
+  np.testing.assert_array_equal(ours[0, :4], np.repeat(molecules[0, 1:2], 4, axis=0))
+  np.testing.assert_array_equal(ours[0, 4:], np.repeat(molecules[0, 2:3], 16, axis=0))
 
 
 def test_repeat_molecules_equals_reference_at_multiples_of_the_rate(torch_model):
@@ -270,9 +288,8 @@ def test_masks_and_finite_outputs(params, length):
 @pytest.mark.parametrize("real,short,long", [
     (1, 1, 9), (3, 5, 130), (127, 133, 257), (129, 256, 1000)])
 def test_padding_does_not_change_real_positions(params, real, short, long):
-  """Appending padding leaves char states, molecules and masks at real positions unchanged, and
-  the upsampled characters too where the shorter buffer's last chunk is padding (when a text
-  reaches the last chunk, that chunk reads the last molecule, as in the reference)."""
+  """Appending padding leaves char states, molecules, masks and upsampled characters at real
+  positions unchanged (each example's last real chunk reads its last real molecule)."""
   apply = _apply_jit(_embedder())
   base = _inputs(1, long, [real], seed=real)
   short_inputs = {key: value[:, :short] for key, value in base.items()}
@@ -287,9 +304,8 @@ def test_padding_does_not_change_real_positions(params, real, short, long):
   np.testing.assert_allclose(np.asarray(long_embedded.aux["char_states"])[:, :real],
                              np.asarray(short_embedded.aux["char_states"])[:, :real],
                              atol=ATOL, rtol=0)
-  if real <= (molecules - 1) * RATE:
-    np.testing.assert_allclose(np.asarray(long_chars)[:, :real],
-                               np.asarray(short_chars)[:, :real], atol=ATOL, rtol=0)
+  np.testing.assert_allclose(np.asarray(long_chars)[:, :real],
+                             np.asarray(short_chars)[:, :real], atol=ATOL, rtol=0)
 
 
 def test_every_parameter_gets_a_finite_nonzero_gradient(params):
