@@ -54,8 +54,13 @@ def _initialize_distributed() -> None:
 def main(argv: list[str]) -> int:
   try:
     FLAGS(argv)
-  except flags.Error as error:
-    _fail(str(error))
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+    # config_flags reports an override of a key that does not exist as AttributeError.
+    message = str(error.args[0] if error.args else error)
+    if isinstance(error, AttributeError):  # its text is the repr of a KeyError's text
+      message = "unknown config key " + message.strip("'").replace("\\'", "'").replace(
+          "\\n", " ")
+    _fail(message)
   if FLAGS.config is None:
     _fail("--config is required, e.g. --config configs/quickstart.py")
   from noembed.train import config_check  # pylint: disable=g-import-not-at-top
