@@ -1,10 +1,10 @@
-"""ByT5 bytes: noembed.text.bytes ids into noembed.nn.embedders.byte (Xue et al. 2022)."""
+"""ByT5 bytes: noembed.text.bytes ids into a 384-row embedding table (Xue et al. 2022)."""
 
 import jax.numpy as jnp
 import ml_collections
 
 from noembed import inputs
-from noembed.nn.embedders import byte as byte_embedder
+from noembed.nn.embedders.table import TableEmbedder
 from noembed.text import bytes as byte_text
 
 # ByT5 has no mask token; its first span sentinel (258) stands for a masked byte.
@@ -25,8 +25,8 @@ def encode(texts, config, stats=None):
 
 
 def build_embedder(config, *, d_model, dtype, param_dtype):
-  return byte_embedder.ByteEmbedder(
-      vocab_rows=config.vocab_rows, d_model=d_model, dtype=dtype, param_dtype=param_dtype)
+  return TableEmbedder(
+      num_rows=config.vocab_rows, d_model=d_model, dtype=dtype, param_dtype=param_dtype)
 
 
 def masked_units(config):

@@ -1,4 +1,4 @@
-"""Subword baseline: noembed.text.subword pieces into noembed.nn.embedders.subword.
+"""Subword baseline: noembed.text.subword pieces into noembed.nn.embedders.table.
 
 With `model_file=""` the sentencepiece model is trained on the bundled corpus's train split
 (noembed.data.udhr) on first use and cached as
@@ -17,7 +17,7 @@ import ml_collections
 
 from noembed import inputs
 from noembed.data import udhr
-from noembed.nn.embedders import subword as subword_embedder
+from noembed.nn.embedders.table import TableEmbedder
 from noembed.text import subword as subword_text
 
 
@@ -65,8 +65,8 @@ def encode(texts, config, stats=None):
 
 
 def build_embedder(config, *, d_model, dtype, param_dtype):
-  return subword_embedder.SubwordEmbedder(
-      vocab_size=load_model(config).vocab_size, d_model=d_model, dtype=dtype,
+  return TableEmbedder(
+      num_rows=load_model(config).vocab_size, d_model=d_model, dtype=dtype,
       param_dtype=param_dtype)
 
 

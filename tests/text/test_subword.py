@@ -1,4 +1,4 @@
-"""noembed.text.subword, its embedder (noembed.nn.embedders.subword) and registry entry."""
+"""noembed.text.subword, its embedder (noembed.nn.embedders.table) and registry entry."""
 
 import io
 

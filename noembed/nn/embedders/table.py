@@ -1,8 +1,8 @@
-"""The subword baseline's input layer: an ordinary vocabulary embedding table.
+"""The input layer of the ids-based methods: an ordinary embedding table.
 
-This is the table the other methods do without. Paper: Kudo & Richardson 2018 (sentencepiece),
-used as T5 does (Raffel et al. 2020): ids from noembed.text.subword looked up in an
-[vocab_size, d_model] table, pad included as row 0.
+Two methods use it. ByT5 bytes (Xue et al. 2022, google-research/byt5): 259 byte ids in a table
+padded to 384 rows. The subword baseline (sentencepiece, Kudo & Richardson 2018, as in T5):
+[vocab_size, d_model], the very table the other methods do without; pad is row 0 in both.
 """
 
 import flax.linen as nn
@@ -11,10 +11,10 @@ import jax.numpy as jnp
 from noembed.nn.embedders.base import Embedded
 
 
-class SubwordEmbedder(nn.Module):
+class TableEmbedder(nn.Module):
   """ids [B, L] int32 -> Embedded(x [B, L, d_model], mask [B, L])."""
 
-  vocab_size: int = 8000
+  num_rows: int
   d_model: int = 256
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
@@ -23,7 +23,7 @@ class SubwordEmbedder(nn.Module):
   def __call__(self, inputs, *, deterministic: bool) -> Embedded:
     del deterministic
     embed = nn.Embed(
-        self.vocab_size, self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
+        self.num_rows, self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
         embedding_init=nn.with_logical_partitioning(
             nn.initializers.normal(stddev=1.0), ("vocab", "embed")),
         name="embedding")
