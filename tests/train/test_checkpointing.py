@@ -112,3 +112,17 @@ def test_all_checkpoints_unreadable_is_an_error_not_a_fresh_start(tiny_config, t
       path.write_bytes(b"junk")
   with pytest.raises(checkpoint.NoRestorableCheckpoint, match="refusing to start from scratch"):
     train.run(config, tmp_path)
+
+
+def test_init_from_starts_from_the_saved_params(tiny_config, tmp_path):
+  config = _config(tiny_config, num_train_steps=4, checkpoint_every_steps=4)
+  train.run(config, tmp_path / "source")
+  source_eval = read_metrics(tmp_path / "source", "validation")[4]
+  config = _config(tiny_config, num_train_steps=1, checkpoint_every_steps=4)
+  config.init_from = str(tmp_path / "source")
+  train.run(config, tmp_path / "finetune")
+  start_eval = read_metrics(tmp_path / "finetune", "validation")[0]
+  # Same params and the same eval masking (rng from the seed): the same validation loss.
+  assert start_eval["loss"] == pytest.approx(source_eval["loss"], abs=1e-6)
+  assert start_eval["loss"] != pytest.approx(read_metrics(tmp_path / "source",
+                                                          "validation")[0]["loss"], abs=1e-3)
