@@ -72,10 +72,11 @@ class _StopSignals:
     return self.received or ("SIGTERM" if np.any(flags) else None)
 
 
-def _sample_batch(task, batch_size: int):
+def _sample_batch(task, batch_size: int, valid: bool = True):
+  """A batch of empty examples: shapes for init, or (valid=False) eval padding."""
   examples = [{"text": "", "language": "", "script": ""}] * batch_size
   batch = task.batch_fn(examples)
-  batch["example_valid"] = np.ones((batch_size,), bool)
+  batch["example_valid"] = np.full((batch_size,), valid)
   return {key: value for key, value in batch.items() if not key.startswith(HOST_PREFIX)}
 
 
@@ -84,6 +85,16 @@ def _split_host(batch: dict) -> tuple[dict, dict]:
   host = {key[len(HOST_PREFIX):]: value for key, value in batch.items()
           if key.startswith(HOST_PREFIX)}
   return device, host
+
+
+def _sum_over_processes(counts: dict[str, int]) -> dict[str, int]:
+  """Host-side counters summed over all processes (each counted only its own batches)."""
+  if jax.process_count() == 1 or not counts:
+    return counts
+  keys = sorted(counts)
+  summed = multihost_utils.process_allgather(np.asarray([counts[key] for key in keys],
+                                                        np.int64)).sum(0)
+  return {key: int(value) for key, value in zip(keys, summed)}
 
 
 def _accumulate(total: dict | None, pairs: dict) -> dict:
@@ -101,17 +112,32 @@ def _reduce(total: dict) -> dict[str, float]:
           for key, (numerator, denominator) in total.items()}
 
 
-def evaluate(eval_step, state, make_eval_iterator, mesh, max_batches: int) -> dict[str, float]:
-  """One pass over the eval split (or its first max_batches batches)."""
+def evaluate(eval_step, state, make_eval_iterator, mesh, max_batches: int,
+             padding_batch: dict) -> dict[str, float]:
+  """One pass over the eval split (or its first max_batches batches).
+
+  With several processes, one whose shard ran out feeds `padding_batch` (no valid examples)
+  until every process is done, so the collective eval step never waits on a missing peer.
+  """
   sharding = mesh_lib.batch_sharding(mesh)
-  total = None
-  for index, batch in enumerate(make_eval_iterator()):
-    if max_batches and index >= max_batches:
+  total, host_totals = None, {}
+  iterator = iter(make_eval_iterator())
+  index = 0
+  while not max_batches or index < max_batches:
+    batch = next(iterator, None)
+    if jax.process_count() > 1:
+      any_left = np.any(multihost_utils.process_allgather(np.int32(batch is not None)))
+    else:
+      any_left = batch is not None
+    if not any_left:
       break
-    device_batch, _ = _split_host(batch)
+    device_batch, host_counts = _split_host(batch if batch is not None else padding_batch)
+    for key, value in host_counts.items():
+      host_totals[key] = host_totals.get(key, 0) + int(value)
     pairs = eval_step(state, mesh_lib.global_batch(device_batch, sharding), index)
     total = _accumulate(total, jax.device_get(pairs))
-  return _reduce(total or {})
+    index += 1
+  return {**_reduce(total or {}), **_sum_over_processes(host_totals)}
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> RunResult:
@@ -174,6 +200,7 @@ def _run(config, workdir: Path, mesh) -> RunResult:
       step_lib.make_eval_step(model, task, jax.random.fold_in(base_rng, 0xE7A1)),
       shardings, batch_sharding)
   make_eval_iterator = lambda: data.make_iterator(config, task, "validation", train=False)
+  eval_padding = _sample_batch(task, config.batch_size // jax.process_count(), valid=False)
 
   writer = metrics_lib.MetricsWriter(workdir, enabled=primary)
   progress = metrics_lib.Progress(start_step, config.num_train_steps, enabled=primary)
@@ -205,7 +232,8 @@ def _run(config, workdir: Path, mesh) -> RunResult:
     elapsed = max(time.time() - interval_start, 1e-9)
     values["examples_per_second"] = interval_steps * config.batch_size / elapsed
     values["bytes_per_second"] = values.pop("batch_bytes", 0.0) * interval_steps / elapsed
-    values.update({key: float(value) for key, value in interval_host.items()})
+    values.update({key: float(value)
+                   for key, value in _sum_over_processes(interval_host).items()})
     values["loss"] = values.get("loss", values.get("train_loss", 0.0))
     writer.write(at_step, "train", values)
     progress.update(at_step, values)
@@ -214,7 +242,8 @@ def _run(config, workdir: Path, mesh) -> RunResult:
     interval_start = time.time()
 
   def run_eval(at_step):
-    values = evaluate(eval_step, state, make_eval_iterator, mesh, config.get("eval_steps", 0))
+    values = evaluate(eval_step, state, make_eval_iterator, mesh, config.get("eval_steps", 0),
+                      eval_padding)
     writer.write(at_step, "validation", values)
     progress.write(f"step {at_step} validation " + " ".join(
         f"{key}={value:.4g}" for key, value in values.items()))

@@ -18,7 +18,7 @@ def _free_port() -> int:
     return sock.getsockname()[1]
 
 
-def _run_two_processes(workdir: Path, data_dir: str, num_steps: int):
+def _run_two_processes(workdir: Path, data_dir: str, num_steps: int, *extra_flags):
   port = _free_port()
   processes = []
   for process_id in range(2):
@@ -30,7 +30,7 @@ def _run_two_processes(workdir: Path, data_dir: str, num_steps: int):
          f"--config.num_train_steps={num_steps}", "--config.checkpoint_every_steps=2",
          "--config.eval_every_steps=100", "--config.mesh.data=2", "--config.mesh.model=2",
          f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-         f"--process_id={process_id}"],
+         f"--process_id={process_id}", *extra_flags],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
   outputs = []
   for process in processes:
@@ -43,12 +43,14 @@ def _run_two_processes(workdir: Path, data_dir: str, num_steps: int):
 @pytest.mark.slow
 def test_two_processes_train_checkpoint_and_resume(tmp_path, data_dir):
   workdir = tmp_path / "run"
-  outputs = _run_two_processes(workdir, data_dir, num_steps=4)
+  # A full validation pass: the processes' packed shards end after different batch counts.
+  outputs = _run_two_processes(workdir, data_dir, 4, "--config.eval_steps=0")
   assert "over 4 devices, 2 process(es)" in outputs[0]
+  assert "step 4 validation" in outputs[0]
   step_dir = workdir / "checkpoints" / "4"
   assert sorted(path.name for path in (step_dir / "data").glob("*.json")) == [
       "process_0-of-2.json", "process_1-of-2.json"]
-  outputs = _run_two_processes(workdir, data_dir, num_steps=6)
+  outputs = _run_two_processes(workdir, data_dir, 6)
   assert "resumed from step 4" in outputs[0]
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   steps = [record["step"] for record in records if record["split"] == "train"]
