@@ -7,11 +7,12 @@ head the task asks for (`heads.HeadSpec`).
 
 import ml_collections
 
-from noembed.models import encoder
+from noembed.models import encoder, encoder_decoder
 from noembed.models.heads import HeadSpec
 
 _FAMILIES = {
     "encoder": encoder,
+    "encoder_decoder": encoder_decoder,
 }
 
 

@@ -13,11 +13,13 @@ The loop, checkpointing and sharding are the same for every task.
 
 import ml_collections
 
-from noembed.tasks import classification, mlm
+from noembed.tasks import classification, mlm, seq2seq, span_corruption
 
 _TASKS = {
     "mlm": mlm.MaskedUnitPrediction,
     "classification": classification.Classification,
+    "seq2seq": seq2seq.Seq2Seq,
+    "span_corruption": span_corruption.SpanCorruption,
 }
 
 

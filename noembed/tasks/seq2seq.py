@@ -39,14 +39,6 @@ def example_seed(text: str, seed: int, purpose: str) -> int:
   return int.from_bytes(hashlib.sha256(payload).digest()[:8], "little")
 
 
-def host_counts(prefix: str, stats: TruncationStats) -> dict[str, np.ndarray]:
-  """Truncation counters under HOST_PREFIX (the loop sums and logs them, off the device)."""
-  return {
-      f"{common.HOST_PREFIX}truncated_{prefix}": np.asarray(stats.truncated_texts, np.int64),
-      f"{common.HOST_PREFIX}dropped_{prefix}_bytes": np.asarray(stats.dropped_units, np.int64),
-  }
-
-
 def _weights(batch):
   """Per-token weights: real target tokens, and the text bytes among them (float32 [B, T])."""
   valid_Bx1 = batch.get("example_valid", jnp.ones(batch["targets"].shape[:1], bool))[:, None]
@@ -112,7 +104,9 @@ def encode_targets(texts: list[str], targets_length: int) -> dict[str, np.ndarra
       "targets": targets,
       "targets_mask": targets_mask,
       "target_is_byte": targets_mask & (targets >= byte_text.OFFSET),
-      **host_counts("targets", stats),
+      # Counted on the host, beside the source's truncated_texts and dropped_units.
+      common.HOST_PREFIX + "truncated_targets": np.asarray(stats.truncated_texts, np.int64),
+      common.HOST_PREFIX + "dropped_target_bytes": np.asarray(stats.dropped_units, np.int64),
   }
 
 

@@ -38,7 +38,11 @@ Where this differs from the op, and why:
 """
 
 import dataclasses
+import functools
+import itertools
+import os
 import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,6 +58,7 @@ _REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
 _SLOW_PATH = re.compile("[\ufffd\u0130\u03a3]")
+_SLOW_OR_SURROGATE = re.compile("[\ufffd\u0130\u03a3\ud800-\udfff]")
 # Feature value of each 2-bit field of every byte, least significant field first: [256, 4].
 # Stored as one uint32 per byte (4 int8 features), so a gather moves words, not bytes.
 _FIELD_VALUES = np.array([0, 1, -1, 0], np.int8)
@@ -62,6 +67,10 @@ _BYTE_FEATURES = np.ascontiguousarray(
 # Feature offsets from the end, as kWordNoveltyOffset, kDocSizeOffset, kFirstCapOffset and
 # kAllCapsOffset in projection_util.h.
 _NOVELTY_OFFSET, _DOC_SIZE_OFFSET, _FIRST_CAP_OFFSET, _ALL_CAPS_OFFSET = 1, 2, 3, 4
+# Word tables cached per process: rows per table before it starts over (2^16 rows hold ~40 MB at
+# feature_size=512), and distinct (feature_size, lowercase, vocabulary) tables kept.
+_TABLE_CAPACITY = 2**16
+_TABLES_PER_PROCESS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,41 +173,48 @@ def split_tokens(text: str, split_on: str, max_splits: int) -> list[str]:
   return tokens
 
 
-def _count_tokens(text: str, options: ProjectionOptions) -> tuple[list[str], int]:
-  """(the tokens that fit, the number of tokens of the text) for one sanitised text."""
-  room = options.max_tokens - options.add_bos - options.add_eos
+def _space_tokens(text: str) -> list[str]:
+  """split_tokens(text, "space", -1), faster: str.split() where U+0020 is the only whitespace.
+
+  Every other character str.split() splits on is non-printable (categories Z and C), so a
+  printable text has no separator but U+0020 (tests/text/test_projection.py checks this).
+  """
+  return text.split() if text.isprintable() else [token for token in text.split(" ") if token]
+
+
+def _splitter(options: ProjectionOptions):
+  """text -> its tokens after max_splits (a str of code points when splitting per code point)."""
   if options.split_on == "codepoint":
-    total = len(text) if options.max_splits < 1 else min(len(text), options.max_splits)
-    return list(text[:min(room, total)]), total
-  tokens = split_tokens(text, options.split_on, options.max_splits)
-  return tokens[:room], len(tokens)
+    if options.max_splits < 1:
+      return lambda text: text
+    return lambda text: text[:options.max_splits]
+  if options.max_splits < 1:
+    return _space_tokens
+  return lambda text: split_tokens(text, "space", options.max_splits)
 
 
-class _Normalizer(dict):
-  """token -> (word, first_cap, all_caps), as LowerCaseUTF8WithSupportedUnicodes; cached."""
+@dataclasses.dataclass(frozen=True)
+class _Normalizer:
+  """token -> (word, first_cap, all_caps), as LowerCaseUTF8WithSupportedUnicodes."""
 
-  def __init__(self, options: ProjectionOptions):
-    super().__init__()
-    self.lowercase = options.lowercase
-    self.vocabulary = vocabulary_set(options.vocabulary)
-    self.caps = bool(options.add_first_cap_feature or options.add_all_caps_feature)
+  lowercase: bool
+  vocabulary: frozenset[str]
 
-  def __missing__(self, token: str) -> tuple[str, bool, bool]:
+  def __call__(self, token: str, caps: bool = False) -> tuple[str, bool, bool]:
+    """first_cap and all_caps are computed only when `caps` (False otherwise)."""
+    token = to_valid_unicode(token)
     # str.lower() is the rune-by-rune simple mapping unless the token holds U+0130 (full
     # mapping: two code points) or a capital sigma (final-sigma rule).
     if self.vocabulary or _SLOW_PATH.search(token):
-      value = self._normalize(token)
-    else:
-      lowered = token.lower()
-      first_cap = all_caps = False
-      if self.caps:
-        first_cap = token[0] != lowered[0] and token[1:] == lowered[1:]
-        all_caps = all(char != lower for char, lower in zip(token, lowered))
-      value = (lowered if self.lowercase else token, first_cap, all_caps)
-    self[token] = value
-    return value
+      return self._by_rune(token)
+    lowered = token.lower()
+    first_cap = all_caps = False
+    if caps:
+      first_cap = token[0] != lowered[0] and token[1:] == lowered[1:]
+      all_caps = all(char != lower for char, lower in zip(token, lowered))
+    return lowered if self.lowercase else token, first_cap, all_caps
 
-  def _normalize(self, token: str) -> tuple[str, bool, bool]:
+  def _by_rune(self, token: str) -> tuple[str, bool, bool]:
     kept = []
     first_cap = all_caps = False
     for char in token:
@@ -217,18 +233,98 @@ class _Normalizer(dict):
     return "".join(kept), first_cap, all_caps
 
 
-class _TokenIds(dict):
-  """token -> index of its normalised word in `word_index` (new words appended); cached."""
+class _WordTable:
+  """The hash codes and int8 features of every token a process has met, for one option set.
 
-  def __init__(self, normalizer: _Normalizer, word_index: dict[str, int]):
-    super().__init__()
+  A cache across calls (results do not depend on it): `token_rows` maps a raw token, before
+  sanitising and lower-casing, and `word_rows` a normalised word, to its row; row 0 is the zero
+  padding row. A call's new tokens are normalised and hashed together, in new rows, and
+  unpacked to features when first needed (`features`). Rows are written once: growing or
+  starting over allocates new arrays, so a call that read the arrays under `lock` can gather
+  from them after releasing it. A call that starts with at least `capacity` rows taken starts
+  the table over (cheaper than LRU bookkeeping, which would cost a Python step per token); one
+  call can grow it past `capacity`.
+  """
+
+  def __init__(self, feature_size: int, normalizer: _Normalizer, capacity: int):
+    self.feature_size = feature_size
     self.normalizer = normalizer
-    self.word_index = word_index
+    self.capacity = capacity
+    self.lock = threading.Lock()
+    self.start_over()
 
-  def __missing__(self, token: str) -> int:
-    word = self.normalizer[token][0]
-    value = self[token] = self.word_index.setdefault(word, len(self.word_index))
-    return value
+  def start_over(self) -> None:
+    self.codes = np.zeros((self.capacity, 2 * -(-self.feature_size // 64)), np.uint64)
+    self.feature_rows = np.zeros((self.capacity, self.feature_size), np.int8)
+    self.rows = self.unpacked = 1
+    self.token_rows, self.word_rows = {}, {}
+
+  def rows_of_tokens(self, tokens: list[str]) -> np.ndarray:
+    """int64 [N]: the rows of raw tokens (their normalised words' codes)."""
+    return self._rows(tokens, self.token_rows, self._normalized)
+
+  def rows_of_words(self, words: list[str]) -> np.ndarray:
+    """int64 [N]: the rows of normalised words."""
+    return self._rows(words, self.word_rows, list)
+
+  def _rows(self, keys: list[str], key_rows: dict[str, int], to_words) -> np.ndarray:
+    rows = np.fromiter(map(key_rows.get, keys, itertools.repeat(0)), np.int64, len(keys))
+    if rows.all():
+      return rows
+    new_keys = list(dict.fromkeys(map(keys.__getitem__, np.flatnonzero(rows == 0).tolist())))
+    key_rows.update(zip(new_keys, self._add(to_words(new_keys))))
+    return np.fromiter(map(key_rows.__getitem__, keys), np.int64, len(keys))
+
+  def _normalized(self, tokens: list[str]) -> list[str]:
+    joined = "".join(tokens)
+    if self.normalizer.vocabulary or _SLOW_OR_SURROGATE.search(joined):
+      return [self.normalizer(token)[0] for token in tokens]
+    return list(map(str.lower, tokens)) if self.normalizer.lowercase else tokens
+
+  def _add(self, words: list[str]) -> range:
+    """Hashes `words` into new rows; returns the rows."""
+    null = NULL_TOKEN.encode()
+    encoded = [word.encode("utf-8") or null for word in words]
+    start, stop = self.rows, self.rows + len(encoded)
+    self.codes = _with_rows(self.codes, stop)
+    self.codes[start:stop] = murmur.hash_codes(encoded, self.feature_size)
+    self.rows = stop
+    return range(start, stop)
+
+  def features(self) -> np.ndarray:
+    """int8 [rows, F]: the features of every row."""
+    if self.unpacked < self.rows:
+      self.feature_rows = _with_rows(self.feature_rows, self.rows)
+      code_bytes = self.codes[self.unpacked:self.rows].astype("<u8").view(np.uint8)
+      self.feature_rows[self.unpacked:self.rows] = (
+          _BYTE_FEATURES[code_bytes].view(np.int8)[:, :self.feature_size])
+      self.unpacked = self.rows
+    return self.feature_rows
+
+
+def _with_rows(array: np.ndarray, rows: int) -> np.ndarray:
+  """`array`, or a copy with at least `rows` rows (twice as many) when it has fewer."""
+  if rows <= len(array):
+    return array
+  grown = np.zeros((max(rows, 2 * len(array)),) + array.shape[1:], array.dtype)
+  grown[:len(array)] = array
+  return grown
+
+
+@functools.lru_cache(maxsize=_TABLES_PER_PROCESS)
+def _word_table(feature_size: int, lowercase: bool, vocabulary: str) -> _WordTable:
+  return _WordTable(feature_size, _Normalizer(lowercase, vocabulary_set(vocabulary)),
+                    _TABLE_CAPACITY)
+
+
+def clear_cache() -> None:
+  """Drops the cached word tables of this process (results never depend on them)."""
+  _word_table.cache_clear()
+
+
+# A forked child (e.g. a data loader worker) starts with no tables, so no lock a parent thread
+# held at the fork is inherited.
+os.register_at_fork(after_in_child=clear_cache)
 
 
 def vocabulary_set(vocabulary: str) -> frozenset[str]:
@@ -266,14 +362,15 @@ def distort(words: list[str], rng: np.random.Generator, probability: float) -> l
 
 @dataclasses.dataclass
 class _Positions:
-  """Every text's positions, as indices into `words` (the distinct words, hashed once)."""
+  """Every text's positions, as rows of a word table (hashed once per process)."""
 
-  word_ids: np.ndarray      # int64 [B, T], len(words) at padding
+  word_ids: np.ndarray      # int64 [B, T], 0 (the zero row) at padding
   mask: np.ndarray          # bool [B, T]
-  words: list[str]
+  codes: np.ndarray         # uint64 [rows, 2P], the table's hash codes
+  features: np.ndarray | None  # int8 [rows, F], the table's features; None unless asked for
+  doc_tokens: np.ndarray    # int64 [B], tokens per text after max_splits
   first_cap: np.ndarray | None = None  # float32 [B, T] in {-1, 0, 1}, None when off
   all_caps: np.ndarray | None = None
-  doc_tokens: np.ndarray | None = None  # int64 [B], tokens per text after max_splits
 
 
 def _cap_values(flags: list[bool], probability: float, rng) -> list[float]:
@@ -284,60 +381,73 @@ def _cap_values(flags: list[bool], probability: float, rng) -> list[float]:
           for flag, draw in zip(flags, draws)]
 
 
-def _positions(texts: list[str], options: ProjectionOptions,
-               stats: TruncationStats | None) -> _Positions:
-  normalizer = _Normalizer(options)
-  word_index = {BOS_TOKEN: 0, EOS_TOKEN: 1}
-  lookup = word_index.setdefault
-  token_ids = _TokenIds(normalizer, word_index)
+def _edited_rows(kept_tokens: list, options: ProjectionOptions, table: _WordTable):
+  """(rows of the kept tokens, capitalisation values per position) with distortion or caps."""
+  normalized_of = {}
   caps = {"first": options.add_first_cap_feature, "all": options.add_all_caps_feature}
   caps = {name: p for name, p in caps.items() if p > 0.0}
-  flat_ids, lengths, doc_tokens = [], [], []
+  flat_words = []
   flat_caps = {name: [] for name in caps}
-  for text_index, text in enumerate(texts):
-    tokens, total = _count_tokens(to_valid_unicode(text), options)
-    if stats is not None:
-      stats.record(len(tokens), total)
-    doc_tokens.append(total)
+  for text_index, tokens in enumerate(kept_tokens):
     rng = (np.random.default_rng([options.distortion_seed, text_index])
            if options.needs_rng else None)
-    if caps or options.distortion_probability > 0.0:
-      normalized = [normalizer[token] for token in tokens]
-      words = [word for word, _, _ in normalized]
-      if options.distortion_probability > 0.0:
-        words = distort(words, rng, options.distortion_probability)
-      ids = [lookup(word, len(word_index)) for word in words]
-    else:
-      ids = list(map(token_ids.__getitem__, tokens))
-    if options.add_bos:
-      ids.insert(0, 0)
-    if options.add_eos:
-      ids.append(1)
-    flat_ids.extend(ids)
-    lengths.append(len(ids))
+    normalized = [normalized_of.get(token) or normalized_of.setdefault(
+        token, table.normalizer(token, caps=True)) for token in tokens]
+    words = [word for word, _, _ in normalized]
+    if options.distortion_probability > 0.0:
+      words = distort(words, rng, options.distortion_probability)
+    flat_words.extend(words)
     for name, probability in caps.items():
       flag_index = 1 if name == "first" else 2
       flags = ([False] * options.add_bos + [item[flag_index] for item in normalized]
                + [False] * options.add_eos)
       flat_caps[name].extend(_cap_values(flags, probability, rng))
+  return table.rows_of_words(flat_words), flat_caps
 
-  mask = np.arange(options.max_tokens)[None, :] < np.array(lengths, np.int64)[:, None]
-  word_ids = np.full(mask.shape, len(word_index), np.int64)
-  word_ids[mask] = flat_ids
-  positions = _Positions(word_ids, mask, list(word_index),
-                         doc_tokens=np.array(doc_tokens, np.int64))
+
+def _positions(texts: list[str], options: ProjectionOptions, stats: TruncationStats | None,
+               with_features: bool) -> _Positions:
+  room = options.max_tokens - options.add_bos - options.add_eos
+  split = _splitter(options)
+  kept_tokens, doc_tokens = [], []
+  for text in texts:
+    tokens = split(text)
+    doc_tokens.append(len(tokens))
+    kept_tokens.append(tokens[:room] if len(tokens) > room else tokens)
+  counts = np.array([len(tokens) for tokens in kept_tokens], np.int64)
+  if stats is not None:
+    for kept, total in zip(counts.tolist(), doc_tokens):
+      stats.record(kept, total)
+
+  table = _word_table(options.feature_size, options.lowercase, options.vocabulary)
+  flat_caps = {}
+  with table.lock:
+    if table.rows >= table.capacity:
+      table.start_over()
+    if (options.distortion_probability > 0.0 or options.add_first_cap_feature
+        or options.add_all_caps_feature):
+      flat_rows, flat_caps = _edited_rows(kept_tokens, options, table)
+    else:
+      flat_rows = table.rows_of_tokens(list(itertools.chain.from_iterable(kept_tokens)))
+    bos_row, eos_row = table.rows_of_words([BOS_TOKEN, EOS_TOKEN]).tolist()
+    codes = table.codes
+    features = table.features() if with_features else None
+
+  columns = np.arange(options.max_tokens)
+  mask = columns < (counts + options.add_bos + options.add_eos)[:, None]
+  word_ids = np.zeros(mask.shape, np.int64)
+  word_ids[(columns >= options.add_bos) & (columns < options.add_bos + counts[:, None])] = (
+      flat_rows)
+  if options.add_bos:
+    word_ids[:, 0] = bos_row
+  if options.add_eos:
+    word_ids[np.arange(len(texts)), options.add_bos + counts] = eos_row
+  positions = _Positions(word_ids, mask, codes, features, np.array(doc_tokens, np.int64))
   for name, values in flat_caps.items():
     grid = np.zeros(mask.shape, np.float32)
     grid[mask] = values
     setattr(positions, "first_cap" if name == "first" else "all_caps", grid)
   return positions
-
-
-def _word_codes(words: list[str], feature_size: int) -> np.ndarray:
-  """uint64 [N + 1, 2 * ceil(F / 64)]: each word's hash codes, then a zero row for padding."""
-  encoded = [word.encode("utf-8") if word else NULL_TOKEN.encode() for word in words]
-  codes = murmur.hash_codes(encoded, feature_size)
-  return np.concatenate([codes, np.zeros((1, codes.shape[1]), np.uint64)])
 
 
 def _novelty(positions: _Positions, low_codes: np.ndarray, bits: int) -> np.ndarray:
@@ -372,18 +482,15 @@ def project(texts: Sequence[str], feature_size: int = 512, max_tokens: int = 128
   """
   texts = check_texts(texts)
   opts = ProjectionOptions(feature_size=feature_size, max_tokens=max_tokens, **options)
-  positions = _positions(texts, opts, stats)
-  codes = _word_codes(positions.words, feature_size)
-  byte_features = _BYTE_FEATURES[codes.astype("<u8").view(np.uint8)]
-  table = np.ascontiguousarray(byte_features.view(np.int8)[:, :feature_size])
+  positions = _positions(texts, opts, stats, with_features=True)
   # Only real positions are written; np.zeros leaves the padding to the allocator's zero pages.
   features = np.zeros(positions.mask.shape + (feature_size,), np.int8)
-  features[positions.mask] = table[positions.word_ids[positions.mask]]
+  features[positions.mask] = positions.features[positions.word_ids[positions.mask]]
   if not opts.ternary:
     features = features.astype(np.float32)
   if opts.word_novelty_bits:
     features[..., feature_size - _NOVELTY_OFFSET] = _novelty(
-        positions, codes[:, 0], opts.word_novelty_bits)
+        positions, positions.codes[:, 0], opts.word_novelty_bits)
   if opts.doc_size_levels:
     features[..., feature_size - _DOC_SIZE_OFFSET] = _doc_size(positions, opts.doc_size_levels)
   for offset, values in ((_FIRST_CAP_OFFSET, positions.first_cap),
@@ -409,11 +516,9 @@ def project_packed(texts: Sequence[str], feature_size: int = 512, max_tokens: in
   if not opts.ternary:
     raise ValueError("packed codes hold ternary features only; got word_novelty_bits="
                      f"{opts.word_novelty_bits}, doc_size_levels={opts.doc_size_levels}")
-  positions = _positions(texts, opts, stats)
-  codes = _word_codes(positions.words, feature_size)
-  halves = np.stack([codes & np.uint64(0xFFFFFFFF), codes >> np.uint64(32)], axis=-1)
-  table = halves.reshape(len(codes), -1)[:, :feature_size // 16].astype(np.uint32)
-  packed = table[positions.word_ids]
+  positions = _positions(texts, opts, stats, with_features=False)
+  # Each uint64 code read as two little-endian uint32: its low half first.
+  packed = positions.codes.view("<u4")[:, :feature_size // 16][positions.word_ids]
   for offset, values in ((_FIRST_CAP_OFFSET, positions.first_cap),
                          (_ALL_CAPS_OFFSET, positions.all_caps)):
     if values is not None:

@@ -3,7 +3,9 @@
 Saves are async (`wait_until_finished` before exit). Restore goes into an abstract target built
 from the *current* mesh, so a run resumes on a different device count. A latest checkpoint that
 cannot be restored (partially written, corrupted) is moved aside with a warning and the previous
-one is used; a workdir whose checkpoints all fail is an error, never a silent fresh start.
+one is used; a workdir whose checkpoints all fail is an error, never a silent fresh start. The
+device count may change between save and restore; the process count may not (each process's
+data position is its own), which is an error before anything is touched.
 """
 
 import logging
@@ -17,6 +19,10 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 QUARANTINE_DIR = "corrupted_checkpoints"
+
+
+class ProcessCountMismatch(RuntimeError):
+  """The checkpoint's data positions belong to a different number of processes."""
 
 
 class NoRestorableCheckpoint(RuntimeError):
@@ -62,6 +68,16 @@ class Checkpointer:
     steps = self.steps()
     failures = []
     for step in reversed(steps):
+      try:
+        saved = self.manager.restore(step, args=ocp.args.Composite(
+            metadata=ocp.args.JsonRestore())).metadata
+      except Exception:  # pylint: disable=broad-except
+        saved = None  # unreadable metadata: the full restore below decides
+      if saved and saved.get("process_count", jax.process_count()) != jax.process_count():
+        raise ProcessCountMismatch(
+            f"checkpoint step {step} in {self.directory} was saved by "
+            f"{saved['process_count']} processes, this run has {jax.process_count()}: the data "
+            f"iterator positions are per process, so resume with {saved['process_count']}")
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),

@@ -6,14 +6,15 @@ import optax
 
 
 def make_apply_fn(model):
-  """apply_fn(variables, batch, train, rngs): logits, or (logits, new model state) in training."""
+  """apply_fn(variables, batch, train, rngs, method): logits, or (logits, new model state) in
+  training; `method` (default __call__) is passed to model.apply, e.g. greedy decoding."""
 
-  def apply_fn(variables, batch, *, train: bool, rngs):
+  def apply_fn(variables, batch, *, train: bool, rngs, method=None):
     if train:
       logits, updates = model.apply(variables, batch, deterministic=False, rngs=rngs,
-                                    mutable=["batch_stats"])
+                                    mutable=["batch_stats"], method=method)
       return logits, updates
-    return model.apply(variables, batch, deterministic=True)
+    return model.apply(variables, batch, deterministic=True, method=method)
 
   return apply_fn
 

@@ -126,3 +126,17 @@ def test_init_from_starts_from_the_saved_params(tiny_config, tmp_path):
   assert start_eval["loss"] == pytest.approx(source_eval["loss"], abs=1e-6)
   assert start_eval["loss"] != pytest.approx(read_metrics(tmp_path / "source",
                                                           "validation")[0]["loss"], abs=1e-3)
+
+
+def test_restore_with_another_process_count_is_refused_untouched(tmp_path):
+  import grain  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  iterator = iter(grain.MapDataset.range(10).to_iter_dataset())
+  saver = checkpoint.Checkpointer(tmp_path / "checkpoints", 3)
+  state = {"w": jnp.ones((2,))}
+  saver.save(1, state, iterator, {"process_count": 2})
+  saver.close()
+  restorer = checkpoint.Checkpointer(tmp_path / "checkpoints", 3)
+  with pytest.raises(checkpoint.ProcessCountMismatch, match="saved by 2 processes"):
+    restorer.restore_latest({"w": jnp.zeros((2,))}, iterator)
+  assert restorer.steps() == [1]  # nothing was moved aside
