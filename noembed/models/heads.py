@@ -11,8 +11,9 @@ class HeadSpec:
   """What a task needs from a model.
 
   kind: "units" (logits [B, L, num_heads, vocab_size] at the input method's unit resolution,
-    upsampling where the embedder downsampled) or "pooled" (logits [B, num_classes] from the
-    masked mean of the final states).
+    upsampling where the embedder downsampled), "pooled" (logits [B, num_classes] from the
+    masked mean of the final states) or "targets" (an encoder-decoder's logits
+    [B, T, vocab_size] over ByT5 byte targets).
   """
 
   kind: str

@@ -51,6 +51,9 @@ def noise_counts(length: int, noise_density: float,
 def _random_segmentation(num_items: int, num_segments: int,
                          rng: np.random.Generator) -> np.ndarray:
   """Lengths of a uniformly random split of num_items into num_segments non-empty parts."""
+  if num_segments > num_items:
+    raise ValueError(f"cannot split {num_items} tokens into {num_segments} non-empty spans; "
+                     f"noise_density is too high for mean_noise_span_length")
   first_in_segment = np.zeros(num_items, np.int64)
   first_in_segment[1:] = rng.permutation(np.arange(num_items - 1) < num_segments - 1)
   return np.bincount(np.cumsum(first_in_segment), minlength=num_segments)
