@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from configs import langid
 from noembed import train
 from tests.train.conftest import read_metrics
 
@@ -31,9 +32,9 @@ def test_quickstart_tiny_validation_bits_per_byte_goes_down(tiny_config, tmp_pat
   assert (tmp_path / "config.json").exists()
 
 
-def _classification_config(tiny_config, grad_accum_steps):
-  config = tiny_config.copy_and_resolve_references()
-  config.task = config.task.__class__({"name": "classification", "label_field": "script"})
+def _classification_config(data_dir, grad_accum_steps):
+  config = langid.get_config("size=tiny")
+  config.data.data_dir = data_dir
   config.model.dropout_rate = 0.0
   config.num_train_steps = 3
   config.eval_every_steps = 100
@@ -42,10 +43,10 @@ def _classification_config(tiny_config, grad_accum_steps):
   return config
 
 
-def test_gradient_accumulation_matches_the_full_batch(tiny_config, tmp_path):
+def test_gradient_accumulation_matches_the_full_batch(data_dir, tmp_path):
   losses = {}
   for accum in (1, 2):
-    train.run(_classification_config(tiny_config, accum), tmp_path / str(accum))
+    train.run(_classification_config(data_dir, accum), tmp_path / str(accum))
     records = read_metrics(tmp_path / str(accum))
     losses[accum] = [records[step]["loss"] for step in (1, 2, 3)]
     assert "accuracy" in records[3]
