@@ -66,3 +66,19 @@ def base_config(embedder: str = "byte", model: str = "encoder", task: str = "mlm
   config.param_dtype = "float32"
   config.init_from = ""
   return config
+
+
+def set_cadence(config: ml_collections.ConfigDict, size: str) -> None:
+  """Steps, batch and log/eval/checkpoint cadence of the `small` and `tiny` variants.
+
+  small: a few minutes on a laptop CPU; tiny: seconds (what the tests run).
+  """
+  if size == "small":
+    config.update(num_train_steps=600, batch_size=32, log_every_steps=20,
+                  eval_every_steps=200, checkpoint_every_steps=200, eval_steps=8)
+  elif size == "tiny":
+    config.update(num_train_steps=8, batch_size=8, log_every_steps=1, eval_every_steps=4,
+                  checkpoint_every_steps=4, eval_steps=2)
+    config.optimizer.warmup_steps = 2
+  else:
+    raise ValueError(f"config argument size must be 'small' or 'tiny', got {size!r}")

@@ -17,23 +17,9 @@ def get_config(arg: str | None = None):
   config.embedder.byte.max_length = 128
   config.model.update(d_model=128, num_layers=2, num_heads=4, mlp_dim=512, dropout_rate=0.0)
   config.optimizer.update(learning_rate=3e-3, warmup_steps=50, weight_decay=0.01)
-  config.num_train_steps = 600
-  config.batch_size = 32
-  config.log_every_steps = 20
-  config.eval_every_steps = 200
-  config.checkpoint_every_steps = 200
-  config.eval_steps = 8
+  common.set_cadence(config, args.size)
   if args.size == "tiny":
     config.task.pack_bytes = 31
     config.embedder.byte.max_length = 32
     config.model.update(d_model=32, num_layers=1, num_heads=2, mlp_dim=64)
-    config.optimizer.update(warmup_steps=2)
-    config.num_train_steps = 8
-    config.batch_size = 8
-    config.log_every_steps = 1
-    config.eval_every_steps = 4
-    config.checkpoint_every_steps = 4
-    config.eval_steps = 2
-  elif args.size != "small":
-    raise ValueError(f"configs/quickstart.py: size must be 'small' or 'tiny', got {args.size!r}")
   return config
