@@ -47,7 +47,7 @@ def _chain_scalar(mix_values: list[int], hash1: int, hash2: int) -> tuple[int, i
 def murmur128(tokens: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
   """(low, high) uint64 [N]: seq_flow_lite's MurmurHash128 of each byte string."""
   count = len(tokens)
-  lengths = np.fromiter((len(token) for token in tokens), np.int64, count)
+  lengths = np.fromiter(map(len, tokens), np.int64, count)
   num_chunks = (lengths + 7) // 8
   # Tokens sorted by chunk count, longest first: at chunk step c the tokens still hashing are a
   # prefix of this order.
@@ -57,7 +57,7 @@ def murmur128(tokens: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
   chunk_start = np.concatenate([[0], np.cumsum(sorted_chunks)])
   total_chunks = int(chunk_start[-1])
 
-  joined = np.frombuffer(b"".join(tokens[i] for i in order), np.uint8)
+  joined = np.frombuffer(b"".join(map(tokens.__getitem__, order.tolist())), np.uint8)
   padded = np.zeros(total_chunks * 8, np.uint8)
   byte_start = np.concatenate([[0], np.cumsum(sorted_lengths)])
   owner = np.repeat(np.arange(count), sorted_lengths)

@@ -35,6 +35,11 @@ Where this differs from the op, and why:
   UTF-16 units) and the re-inserted character starts unset for each text.
 - `exclude_nonalphaspace_unicodes`, `token_separators` and `normalize_repetition` are not
   implemented (they keep their op defaults: off).
+
+Speed: each process keeps, per (feature_size, lowercase, vocabulary), a bounded table of the
+hash codes and features of the tokens it has met (`_WordTable`; `clear_cache` empties it), so a
+call only normalises and hashes its new tokens, all at once, and writes its output with one
+gather. Results never depend on what the table holds.
 """
 
 import dataclasses
@@ -59,17 +64,19 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
 _SLOW_PATH = re.compile("[\ufffd\u0130\u03a3]")
 _SLOW_OR_SURROGATE = re.compile("[\ufffd\u0130\u03a3\ud800-\udfff]")
-# Feature value of each 2-bit field of every byte, least significant field first: [256, 4].
-# Stored as one uint32 per byte (4 int8 features), so a gather moves words, not bytes.
+# Feature value of each 2-bit field of every uint16, least significant field first: [65536, 8].
+# Stored as one uint64 per uint16 (8 int8 features), so a gather moves words, not bytes.
 _FIELD_VALUES = np.array([0, 1, -1, 0], np.int8)
-_BYTE_FEATURES = np.ascontiguousarray(
-    _FIELD_VALUES[(np.arange(256)[:, None] >> (2 * np.arange(4))) & 3]).view(np.uint32)[:, 0]
+_HALFWORD_FEATURES = np.ascontiguousarray(
+    _FIELD_VALUES[(np.arange(2**16)[:, None] >> (2 * np.arange(8))) & 3]).view(np.uint64)[:, 0]
 # Feature offsets from the end, as kWordNoveltyOffset, kDocSizeOffset, kFirstCapOffset and
 # kAllCapsOffset in projection_util.h.
 _NOVELTY_OFFSET, _DOC_SIZE_OFFSET, _FIRST_CAP_OFFSET, _ALL_CAPS_OFFSET = 1, 2, 3, 4
-# Word tables cached per process: rows per table before it starts over (2^16 rows hold ~40 MB at
-# feature_size=512), and distinct (feature_size, lowercase, vocabulary) tables kept.
+# Word tables cached per process: rows and key code points per table before it starts over
+# (2^16 rows hold ~40 MB at feature_size=512; 2^22 code points at most 16 MB of keys), and
+# distinct (feature_size, lowercase, vocabulary) tables kept.
 _TABLE_CAPACITY = 2**16
+_TABLE_KEY_CHARS = 2**22
 _TABLES_PER_PROCESS = 4
 
 
@@ -241,15 +248,17 @@ class _WordTable:
   padding row. A call's new tokens are normalised and hashed together, in new rows, and
   unpacked to features when first needed (`features`). Rows are written once: growing or
   starting over allocates new arrays, so a call that read the arrays under `lock` can gather
-  from them after releasing it. A call that starts with at least `capacity` rows taken starts
-  the table over (cheaper than LRU bookkeeping, which would cost a Python step per token); one
-  call can grow it past `capacity`.
+  from them after releasing it. A call that starts with at least `capacity` rows taken, or
+  `key_chars` code points of keys kept, starts the table over (cheaper than LRU bookkeeping,
+  which would cost a Python step per token); one call can grow it past both.
   """
 
-  def __init__(self, feature_size: int, normalizer: _Normalizer, capacity: int):
+  def __init__(self, feature_size: int, normalizer: _Normalizer, capacity: int,
+               key_chars: int):
     self.feature_size = feature_size
     self.normalizer = normalizer
     self.capacity = capacity
+    self.max_key_chars = key_chars
     self.lock = threading.Lock()
     self.start_over()
 
@@ -257,7 +266,12 @@ class _WordTable:
     self.codes = np.zeros((self.capacity, 2 * -(-self.feature_size // 64)), np.uint64)
     self.feature_rows = np.zeros((self.capacity, self.feature_size), np.int8)
     self.rows = self.unpacked = 1
+    self.key_chars = 0
     self.token_rows, self.word_rows = {}, {}
+
+  def start_over_if_full(self) -> None:
+    if self.rows >= self.capacity or self.key_chars >= self.max_key_chars:
+      self.start_over()
 
   def rows_of_tokens(self, tokens: list[str]) -> np.ndarray:
     """int64 [N]: the rows of raw tokens (their normalised words' codes)."""
@@ -271,9 +285,13 @@ class _WordTable:
     rows = np.fromiter(map(key_rows.get, keys, itertools.repeat(0)), np.int64, len(keys))
     if rows.all():
       return rows
-    new_keys = list(dict.fromkeys(map(keys.__getitem__, np.flatnonzero(rows == 0).tolist())))
+    missing = np.flatnonzero(rows == 0)
+    missing_keys = list(map(keys.__getitem__, missing.tolist()))
+    new_keys = list(dict.fromkeys(missing_keys))
     key_rows.update(zip(new_keys, self._add(to_words(new_keys))))
-    return np.fromiter(map(key_rows.__getitem__, keys), np.int64, len(keys))
+    self.key_chars += sum(map(len, new_keys))
+    rows[missing] = np.fromiter(map(key_rows.__getitem__, missing_keys), np.int64, missing.size)
+    return rows
 
   def _normalized(self, tokens: list[str]) -> list[str]:
     joined = "".join(tokens)
@@ -283,8 +301,9 @@ class _WordTable:
 
   def _add(self, words: list[str]) -> range:
     """Hashes `words` into new rows; returns the rows."""
-    null = NULL_TOKEN.encode()
-    encoded = [word.encode("utf-8") or null for word in words]
+    if "" in words:
+      words = [word or NULL_TOKEN for word in words]
+    encoded = list(map(str.encode, words))   # UTF-8: words hold no lone surrogates
     start, stop = self.rows, self.rows + len(encoded)
     self.codes = _with_rows(self.codes, stop)
     self.codes[start:stop] = murmur.hash_codes(encoded, self.feature_size)
@@ -295,9 +314,9 @@ class _WordTable:
     """int8 [rows, F]: the features of every row."""
     if self.unpacked < self.rows:
       self.feature_rows = _with_rows(self.feature_rows, self.rows)
-      code_bytes = self.codes[self.unpacked:self.rows].astype("<u8").view(np.uint8)
+      halfwords = self.codes[self.unpacked:self.rows].astype("<u8").view("<u2")
       self.feature_rows[self.unpacked:self.rows] = (
-          _BYTE_FEATURES[code_bytes].view(np.int8)[:, :self.feature_size])
+          _HALFWORD_FEATURES[halfwords].view(np.int8)[:, :self.feature_size])
       self.unpacked = self.rows
     return self.feature_rows
 
@@ -314,7 +333,7 @@ def _with_rows(array: np.ndarray, rows: int) -> np.ndarray:
 @functools.lru_cache(maxsize=_TABLES_PER_PROCESS)
 def _word_table(feature_size: int, lowercase: bool, vocabulary: str) -> _WordTable:
   return _WordTable(feature_size, _Normalizer(lowercase, vocabulary_set(vocabulary)),
-                    _TABLE_CAPACITY)
+                    _TABLE_CAPACITY, _TABLE_KEY_CHARS)
 
 
 def clear_cache() -> None:
@@ -324,7 +343,8 @@ def clear_cache() -> None:
 
 # A forked child (e.g. a data loader worker) starts with no tables, so no lock a parent thread
 # held at the fork is inherited.
-os.register_at_fork(after_in_child=clear_cache)
+if hasattr(os, "register_at_fork"):
+  os.register_at_fork(after_in_child=clear_cache)
 
 
 def vocabulary_set(vocabulary: str) -> frozenset[str]:
@@ -391,8 +411,9 @@ def _edited_rows(kept_tokens: list, options: ProjectionOptions, table: _WordTabl
   for text_index, tokens in enumerate(kept_tokens):
     rng = (np.random.default_rng([options.distortion_seed, text_index])
            if options.needs_rng else None)
-    normalized = [normalized_of.get(token) or normalized_of.setdefault(
-        token, table.normalizer(token, caps=True)) for token in tokens]
+    for token in set(tokens).difference(normalized_of):
+      normalized_of[token] = table.normalizer(token, caps=True)
+    normalized = list(map(normalized_of.__getitem__, tokens))
     words = [word for word, _, _ in normalized]
     if options.distortion_probability > 0.0:
       words = distort(words, rng, options.distortion_probability)
@@ -422,8 +443,7 @@ def _positions(texts: list[str], options: ProjectionOptions, stats: TruncationSt
   table = _word_table(options.feature_size, options.lowercase, options.vocabulary)
   flat_caps = {}
   with table.lock:
-    if table.rows >= table.capacity:
-      table.start_over()
+    table.start_over_if_full()
     if (options.distortion_probability > 0.0 or options.add_first_cap_feature
         or options.add_all_caps_feature):
       flat_rows, flat_caps = _edited_rows(kept_tokens, options, table)
@@ -483,9 +503,8 @@ def project(texts: Sequence[str], feature_size: int = 512, max_tokens: int = 128
   texts = check_texts(texts)
   opts = ProjectionOptions(feature_size=feature_size, max_tokens=max_tokens, **options)
   positions = _positions(texts, opts, stats, with_features=True)
-  # Only real positions are written; np.zeros leaves the padding to the allocator's zero pages.
-  features = np.zeros(positions.mask.shape + (feature_size,), np.int8)
-  features[positions.mask] = positions.features[positions.word_ids[positions.mask]]
+  # One gather writes every position once; padding takes the table's zero row 0.
+  features = np.take(positions.features, positions.word_ids, axis=0)
   if not opts.ternary:
     features = features.astype(np.float32)
   if opts.word_novelty_bits:
@@ -518,7 +537,8 @@ def project_packed(texts: Sequence[str], feature_size: int = 512, max_tokens: in
                      f"{opts.word_novelty_bits}, doc_size_levels={opts.doc_size_levels}")
   positions = _positions(texts, opts, stats, with_features=False)
   # Each uint64 code read as two little-endian uint32: its low half first.
-  packed = positions.codes.view("<u4")[:, :feature_size // 16][positions.word_ids]
+  packed = np.take(positions.codes.view("<u4")[:, :feature_size // 16], positions.word_ids,
+                   axis=0)
   for offset, values in ((_FIRST_CAP_OFFSET, positions.first_cap),
                          (_ALL_CAPS_OFFSET, positions.all_caps)):
     if values is not None:

@@ -1,5 +1,6 @@
 """noembed.text.projection against seq_flow_lite vectors, the per-token loop and the op's rules."""
 
+import concurrent.futures
 import json
 import pathlib
 
@@ -207,3 +208,74 @@ def test_bad_input():
     projection.project(["a"], max_tokens=2, add_bos=True, add_eos=True)
   with pytest.raises(TypeError):
     projection.project(["a"], no_such_option=1)
+
+
+WHITESPACE_TEXTS = ["a\u00a0b c", "x\u3000y\u2028z w", "tab\there  new\nline", "\x1c\x1d \x1e\x1f",
+                    "  ", "Ünïcödé  wörds\u0085end", "a" + " " * 5 + "b"]
+
+
+def test_space_split_shortcut_keeps_every_separator_but_u0020():
+  # The front end uses str.split() on printable texts: that is only exact if every other
+  # character str.split() separates on is non-printable.
+  separators = [chr(code) for code in range(0x110000) if chr(code).isspace()]
+  assert [char for char in separators if char.isprintable()] == [" "]
+  features, mask = projection.project(WHITESPACE_TEXTS, 64, 8)
+  expected, expected_mask = project_loop(WHITESPACE_TEXTS, 64, 8)
+  np.testing.assert_array_equal(mask, expected_mask)
+  np.testing.assert_array_equal(features, expected)
+
+
+@pytest.fixture
+def tiny_word_tables(monkeypatch):
+  """Word tables of 8 rows, so that calls start them over and grow them past capacity."""
+  monkeypatch.setattr(projection, "_TABLE_CAPACITY", 8)
+  projection.clear_cache()
+  yield
+  projection.clear_cache()
+
+
+CACHE_TEXTS = ["the cat sat on the mat", "The Cat SAT", "", "a b c d e f g h i j k l", "the cat",
+               "Σίσυφος İstanbul \ud800 x\ufffdy", "mat mat mat", "x" * 65 + " " + "x" * 65]
+
+
+def test_results_do_not_depend_on_the_word_cache(tiny_word_tables):
+  expected = [project_loop([text], 64, 16) for text in CACHE_TEXTS]
+  other = dict(lowercase=False, add_bos=True)
+  expected_other = [project_loop([text], 128, 16, **other)[0] for text in CACHE_TEXTS]
+  for _ in range(2):   # the second pass finds (some of) the words cached
+    for text, (features, mask), features_other in zip(CACHE_TEXTS, expected, expected_other):
+      got, got_mask = projection.project([text], 64, 16)
+      np.testing.assert_array_equal(got_mask, mask)
+      np.testing.assert_array_equal(got, features)
+      codes, _ = projection.project_packed([text], 64, 16)
+      np.testing.assert_array_equal(np.asarray(projection_codes.unpack(jnp.asarray(codes), 64)),
+                                    features)
+      # Other options in between use their own table.
+      np.testing.assert_array_equal(projection.project([text], 128, 16, **other)[0],
+                                    features_other)
+  # Bounded: a call that finds the table full starts it over.
+  most_words = max(len(set(text.split())) for text in CACHE_TEXTS)
+  assert projection._word_table(64, True, "").rows <= 8 + most_words + 3
+  whole, whole_mask = projection.project(CACHE_TEXTS, 64, 16)   # one call past capacity
+  np.testing.assert_array_equal(whole_mask, np.concatenate([mask for _, mask in expected]))
+  np.testing.assert_array_equal(whole, np.concatenate([features for features, _ in expected]))
+
+
+def test_word_cache_starts_over_past_its_key_budget(monkeypatch):
+  monkeypatch.setattr(projection, "_TABLE_KEY_CHARS", 16)
+  projection.clear_cache()
+  for text in ["x" * 40 + " y", "x" * 40, "short"]:   # each call finds the table full
+    np.testing.assert_array_equal(projection.project([text], 64, 8)[0],
+                                  project_loop([text], 64, 8)[0])
+  table = projection._word_table(64, True, "")
+  assert list(table.token_rows) == ["short"]
+  assert table.key_chars == len("short" + projection.BOS_TOKEN + projection.EOS_TOKEN)
+  projection.clear_cache()
+
+
+def test_concurrent_calls_match_sequential_ones(tiny_word_tables):
+  texts = [f"w{index % 11} shared x{index % 5} {'long' * (index % 4)}" for index in range(40)]
+  expected = project_loop(texts, 64, 8)[0]
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = list(pool.map(lambda text: projection.project([text], 64, 8)[0][0], texts * 3))
+  np.testing.assert_array_equal(np.stack(results), np.concatenate([expected] * 3))
