@@ -53,3 +53,15 @@ def test_gradient_accumulation_matches_the_full_batch(data_dir, tmp_path):
   # Per-example means over equal halves average to the full-batch mean: same updates.
   assert losses[2] == pytest.approx(losses[1], abs=1e-5)
   assert losses[1][0] != losses[1][2]
+
+
+@pytest.mark.slow
+def test_full_quickstart_learns(data_dir, tmp_path):
+  """The README's quickstart config as it is (~3 minutes on 2 cores)."""
+  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  config = quickstart.get_config()
+  config.data.data_dir = data_dir
+  result = train.run(config, tmp_path)
+  assert result.step == config.num_train_steps
+  validation = read_metrics(tmp_path, "validation")
+  assert validation[config.num_train_steps]["bits_per_byte"] < validation[0]["bits_per_byte"] - 3
