@@ -37,47 +37,28 @@ Where this differs from the op, and why:
   implemented (they keep their op defaults: off).
 
 Speed: each process keeps, per (feature_size, lowercase, vocabulary), a bounded table of the
-hash codes and features of the tokens it has met (`_WordTable`; `clear_cache` empties it), so a
-call only normalises and hashes its new tokens, all at once, and writes its output with one
-gather. Results never depend on what the table holds.
+hash codes and features of the tokens it has met (`projection_words.WordTable`; `clear_cache`
+empties it), so a call only normalises and hashes its new tokens, all at once, and writes its
+output with one gather. Results never depend on what the table holds.
 """
 
 import dataclasses
-import functools
 import itertools
-import os
-import re
-import threading
 from collections.abc import Sequence
 
 import numpy as np
 
-from noembed.text import murmur
+from noembed.text import projection_words
 from noembed.text.common import TruncationStats, check_positive, check_texts
+from noembed.text.projection_words import (NULL_TOKEN, clear_cache, simple_lower,
+                                           to_valid_unicode, vocabulary_set)
 
 BOS_TOKEN = "<BOS>"
 EOS_TOKEN = "<EOS>"
-NULL_TOKEN = "<null>"
 SPLIT_MODES = ("space", "codepoint")
-_REPLACEMENT = "\ufffd"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
-_SLOW_PATH = re.compile("[\ufffd\u0130\u03a3]")
-_SLOW_OR_SURROGATE = re.compile("[\ufffd\u0130\u03a3\ud800-\udfff]")
-# Feature value of each 2-bit field of every uint16, least significant field first: [65536, 8].
-# Stored as one uint64 per uint16 (8 int8 features), so a gather moves words, not bytes.
-_FIELD_VALUES = np.array([0, 1, -1, 0], np.int8)
-_HALFWORD_FEATURES = np.ascontiguousarray(
-    _FIELD_VALUES[(np.arange(2**16)[:, None] >> (2 * np.arange(8))) & 3]).view(np.uint64)[:, 0]
 # Feature offsets from the end, as kWordNoveltyOffset, kDocSizeOffset, kFirstCapOffset and
 # kAllCapsOffset in projection_util.h.
 _NOVELTY_OFFSET, _DOC_SIZE_OFFSET, _FIRST_CAP_OFFSET, _ALL_CAPS_OFFSET = 1, 2, 3, 4
-# Word tables cached per process: rows and key code points per table before it starts over
-# (2^16 rows hold ~40 MB at feature_size=512; 2^22 code points at most 16 MB of keys), and
-# distinct (feature_size, lowercase, vocabulary) tables kept.
-_TABLE_CAPACITY = 2**16
-_TABLE_KEY_CHARS = 2**22
-_TABLES_PER_PROCESS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,20 +124,6 @@ class ProjectionOptions:
             or 0.0 < self.add_all_caps_feature < 1.0)
 
 
-def to_valid_unicode(text: str) -> str:
-  """`text` with each lone surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
-  try:
-    text.encode("utf-8")
-  except UnicodeEncodeError:
-    return _SURROGATE.sub(_REPLACEMENT, text)
-  return text
-
-
-def simple_lower(char: str) -> str:
-  """Unicode simple lowercase mapping of one code point (tolowerrune)."""
-  return _SIMPLE_LOWER_EXCEPTIONS.get(char) or char.lower()
-
-
 def split_tokens(text: str, split_on: str, max_splits: int) -> list[str]:
   """SplitBySpaceAsPairs / SplitByCharAsPairs, including how `max_splits` cuts.
 
@@ -198,159 +165,6 @@ def _splitter(options: ProjectionOptions):
   if options.max_splits < 1:
     return _space_tokens
   return lambda text: split_tokens(text, "space", options.max_splits)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Normalizer:
-  """token -> (word, first_cap, all_caps), as LowerCaseUTF8WithSupportedUnicodes."""
-
-  lowercase: bool
-  vocabulary: frozenset[str]
-
-  def __call__(self, token: str, caps: bool = False) -> tuple[str, bool, bool]:
-    """first_cap and all_caps are computed only when `caps` (False otherwise)."""
-    token = to_valid_unicode(token)
-    # str.lower() is the rune-by-rune simple mapping unless the token holds U+0130 (full
-    # mapping: two code points) or a capital sigma (final-sigma rule).
-    if self.vocabulary or _SLOW_PATH.search(token):
-      return self._by_rune(token)
-    lowered = token.lower()
-    first_cap = all_caps = False
-    if caps:
-      first_cap = token[0] != lowered[0] and token[1:] == lowered[1:]
-      all_caps = all(char != lower for char, lower in zip(token, lowered))
-    return lowered if self.lowercase else token, first_cap, all_caps
-
-  def _by_rune(self, token: str) -> tuple[str, bool, bool]:
-    kept = []
-    first_cap = all_caps = False
-    for char in token:
-      if char == _REPLACEMENT:
-        continue
-      lower = simple_lower(char)
-      if self.vocabulary and lower not in self.vocabulary:
-        continue
-      is_lower = lower == char
-      if kept:
-        first_cap &= is_lower
-        all_caps &= not is_lower
-      else:
-        first_cap = all_caps = not is_lower
-      kept.append(lower if self.lowercase else char)
-    return "".join(kept), first_cap, all_caps
-
-
-class _WordTable:
-  """The hash codes and int8 features of every token a process has met, for one option set.
-
-  A cache across calls (results do not depend on it): `token_rows` maps a raw token, before
-  sanitising and lower-casing, and `word_rows` a normalised word, to its row; row 0 is the zero
-  padding row. A call's new tokens are normalised and hashed together, in new rows, and
-  unpacked to features when first needed (`features`). Rows are written once: growing or
-  starting over allocates new arrays, so a call that read the arrays under `lock` can gather
-  from them after releasing it. A call that starts with at least `capacity` rows taken, or
-  `key_chars` code points of keys kept, starts the table over (cheaper than LRU bookkeeping,
-  which would cost a Python step per token); one call can grow it past both.
-  """
-
-  def __init__(self, feature_size: int, normalizer: _Normalizer, capacity: int,
-               key_chars: int):
-    self.feature_size = feature_size
-    self.normalizer = normalizer
-    self.capacity = capacity
-    self.max_key_chars = key_chars
-    self.lock = threading.Lock()
-    self.start_over()
-
-  def start_over(self) -> None:
-    self.codes = np.zeros((self.capacity, 2 * -(-self.feature_size // 64)), np.uint64)
-    self.feature_rows = np.zeros((self.capacity, self.feature_size), np.int8)
-    self.rows = self.unpacked = 1
-    self.key_chars = 0
-    self.token_rows, self.word_rows = {}, {}
-
-  def start_over_if_full(self) -> None:
-    if self.rows >= self.capacity or self.key_chars >= self.max_key_chars:
-      self.start_over()
-
-  def rows_of_tokens(self, tokens: list[str]) -> np.ndarray:
-    """int64 [N]: the rows of raw tokens (their normalised words' codes)."""
-    return self._rows(tokens, self.token_rows, self._normalized)
-
-  def rows_of_words(self, words: list[str]) -> np.ndarray:
-    """int64 [N]: the rows of normalised words."""
-    return self._rows(words, self.word_rows, list)
-
-  def _rows(self, keys: list[str], key_rows: dict[str, int], to_words) -> np.ndarray:
-    rows = np.fromiter(map(key_rows.get, keys, itertools.repeat(0)), np.int64, len(keys))
-    if rows.all():
-      return rows
-    missing = np.flatnonzero(rows == 0)
-    missing_keys = list(map(keys.__getitem__, missing.tolist()))
-    new_keys = list(dict.fromkeys(missing_keys))
-    key_rows.update(zip(new_keys, self._add(to_words(new_keys))))
-    self.key_chars += sum(map(len, new_keys))
-    rows[missing] = np.fromiter(map(key_rows.__getitem__, missing_keys), np.int64, missing.size)
-    return rows
-
-  def _normalized(self, tokens: list[str]) -> list[str]:
-    joined = "".join(tokens)
-    if self.normalizer.vocabulary or _SLOW_OR_SURROGATE.search(joined):
-      return [self.normalizer(token)[0] for token in tokens]
-    return list(map(str.lower, tokens)) if self.normalizer.lowercase else tokens
-
-  def _add(self, words: list[str]) -> range:
-    """Hashes `words` into new rows; returns the rows."""
-    if "" in words:
-      words = [word or NULL_TOKEN for word in words]
-    encoded = list(map(str.encode, words))   # UTF-8: words hold no lone surrogates
-    start, stop = self.rows, self.rows + len(encoded)
-    self.codes = _with_rows(self.codes, stop)
-    self.codes[start:stop] = murmur.hash_codes(encoded, self.feature_size)
-    self.rows = stop
-    return range(start, stop)
-
-  def features(self) -> np.ndarray:
-    """int8 [rows, F]: the features of every row."""
-    if self.unpacked < self.rows:
-      self.feature_rows = _with_rows(self.feature_rows, self.rows)
-      halfwords = self.codes[self.unpacked:self.rows].astype("<u8").view("<u2")
-      self.feature_rows[self.unpacked:self.rows] = (
-          _HALFWORD_FEATURES[halfwords].view(np.int8)[:, :self.feature_size])
-      self.unpacked = self.rows
-    return self.feature_rows
-
-
-def _with_rows(array: np.ndarray, rows: int) -> np.ndarray:
-  """`array`, or a copy with at least `rows` rows (twice as many) when it has fewer."""
-  if rows <= len(array):
-    return array
-  grown = np.zeros((max(rows, 2 * len(array)),) + array.shape[1:], array.dtype)
-  grown[:len(array)] = array
-  return grown
-
-
-@functools.lru_cache(maxsize=_TABLES_PER_PROCESS)
-def _word_table(feature_size: int, lowercase: bool, vocabulary: str) -> _WordTable:
-  return _WordTable(feature_size, _Normalizer(lowercase, vocabulary_set(vocabulary)),
-                    _TABLE_CAPACITY, _TABLE_KEY_CHARS)
-
-
-def clear_cache() -> None:
-  """Drops the cached word tables of this process (results never depend on them)."""
-  _word_table.cache_clear()
-
-
-# A forked child (e.g. a data loader worker) starts with no tables, so no lock a parent thread
-# held at the fork is inherited.
-if hasattr(os, "register_at_fork"):
-  os.register_at_fork(after_in_child=clear_cache)
-
-
-def vocabulary_set(vocabulary: str) -> frozenset[str]:
-  """InitializeVocabulary: the allowed runes; U+FFFD and upper-case runes are ignored as there."""
-  return frozenset(char for char in to_valid_unicode(vocabulary)
-                   if char != _REPLACEMENT and simple_lower(char) == char)
 
 
 def distort(words: list[str], rng: np.random.Generator, probability: float) -> list[str]:
@@ -401,7 +215,7 @@ def _cap_values(flags: list[bool], probability: float, rng) -> list[float]:
           for flag, draw in zip(flags, draws)]
 
 
-def _edited_rows(kept_tokens: list, options: ProjectionOptions, table: _WordTable):
+def _edited_rows(kept_tokens: list, options: ProjectionOptions, table: projection_words.WordTable):
   """(rows of the kept tokens, capitalisation values per position) with distortion or caps."""
   normalized_of = {}
   caps = {"first": options.add_first_cap_feature, "all": options.add_all_caps_feature}
@@ -440,7 +254,7 @@ def _positions(texts: list[str], options: ProjectionOptions, stats: TruncationSt
     for kept, total in zip(counts.tolist(), doc_tokens):
       stats.record(kept, total)
 
-  table = _word_table(options.feature_size, options.lowercase, options.vocabulary)
+  table = projection_words.word_table(options.feature_size, options.lowercase, options.vocabulary)
   flat_caps = {}
   with table.lock:
     table.start_over_if_full()

@@ -12,7 +12,7 @@ import pytest
 
 from experiments.bench.projection_loop import project_loop
 from noembed.nn import projection_codes
-from noembed.text import murmur, projection
+from noembed.text import murmur, projection, projection_words
 from noembed.text.common import TruncationStats
 
 VECTORS = json.loads((pathlib.Path(__file__).parents[3] / "shared" / "testdata"
@@ -228,7 +228,7 @@ def test_space_split_shortcut_keeps_every_separator_but_u0020():
 @pytest.fixture
 def tiny_word_tables(monkeypatch):
   """Word tables of 8 rows, so that calls start them over and grow them past capacity."""
-  monkeypatch.setattr(projection, "_TABLE_CAPACITY", 8)
+  monkeypatch.setattr(projection_words, "_TABLE_CAPACITY", 8)
   projection.clear_cache()
   yield
   projection.clear_cache()
@@ -255,19 +255,19 @@ def test_results_do_not_depend_on_the_word_cache(tiny_word_tables):
                                     features_other)
   # Bounded: a call that finds the table full starts it over.
   most_words = max(len(set(text.split())) for text in CACHE_TEXTS)
-  assert projection._word_table(64, True, "").rows <= 8 + most_words + 3
+  assert projection_words.word_table(64, True, "").rows <= 8 + most_words + 3
   whole, whole_mask = projection.project(CACHE_TEXTS, 64, 16)   # one call past capacity
   np.testing.assert_array_equal(whole_mask, np.concatenate([mask for _, mask in expected]))
   np.testing.assert_array_equal(whole, np.concatenate([features for features, _ in expected]))
 
 
 def test_word_cache_starts_over_past_its_key_budget(monkeypatch):
-  monkeypatch.setattr(projection, "_TABLE_KEY_CHARS", 16)
+  monkeypatch.setattr(projection_words, "_TABLE_KEY_CHARS", 16)
   projection.clear_cache()
   for text in ["x" * 40 + " y", "x" * 40, "short"]:   # each call finds the table full
     np.testing.assert_array_equal(projection.project([text], 64, 8)[0],
                                   project_loop([text], 64, 8)[0])
-  table = projection._word_table(64, True, "")
+  table = projection_words.word_table(64, True, "")
   assert list(table.token_rows) == ["short"]
   assert table.key_chars == len("short" + projection.BOS_TOKEN + projection.EOS_TOKEN)
   projection.clear_cache()
