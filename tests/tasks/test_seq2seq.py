@@ -12,7 +12,7 @@ from noembed.tasks import seq2seq
 from noembed.text import bytes as byte_text
 from noembed.text import noise as noise_lib
 from noembed.text.common import TruncationStats
-from tests.tasks.conftest import read_metrics
+from tests.run_metrics import read_metrics
 
 TEXTS = [
     "All human beings are born free and equal in dignity and rights.",

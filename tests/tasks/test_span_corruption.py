@@ -18,7 +18,7 @@ from configs import byt5_span
 from noembed import tasks, train
 from noembed.tasks import span_corruption
 from noembed.text import bytes as byte_text
-from tests.tasks.conftest import read_metrics
+from tests.run_metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = [

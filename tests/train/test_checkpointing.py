@@ -10,7 +10,7 @@ import pytest
 
 from noembed import train
 from noembed.train import checkpoint
-from tests.train.conftest import read_metrics
+from tests.run_metrics import read_metrics
 
 NUM_STEPS = 8
 

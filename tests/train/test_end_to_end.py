@@ -6,7 +6,7 @@ import pytest
 
 from configs import langid
 from noembed import train
-from tests.train.conftest import read_metrics
+from tests.run_metrics import read_metrics
 
 
 def test_quickstart_tiny_validation_bits_per_byte_goes_down(tiny_config, tmp_path):

@@ -4,7 +4,7 @@ import jax
 import pytest
 
 from noembed import train
-from tests.train.conftest import read_metrics
+from tests.run_metrics import read_metrics
 
 MESHES = [
     {"data": 1, "fsdp": 1, "model": 1},
