@@ -33,6 +33,7 @@ flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() with cl
                   "auto-detection.")
 
 USAGE_ERROR = 2
+RUN_FAILED = 1
 
 
 def _fail(message: str) -> None:
@@ -79,10 +80,15 @@ def main(argv: list[str]) -> int:
     _fail("--workdir is required to train")
   _initialize_distributed()
   from noembed import train  # pylint: disable=g-import-not-at-top
+  from noembed.train import checkpoint, loop  # pylint: disable=g-import-not-at-top
   try:
     result = train.run(FLAGS.config, FLAGS.workdir)
   except config_check.ConfigError as error:
     _fail(str(error))
+  except (loop.NonFiniteLoss, checkpoint.NoRestorableCheckpoint,
+          checkpoint.ProcessCountMismatch) as error:
+    print(f"launch.py: run stopped: {error}", file=sys.stderr)
+    return RUN_FAILED
   workdir = os.path.abspath(FLAGS.workdir)
   print(f"finished at step {result.step} ({result.stopped_by})")
   print(f"checkpoints: {os.path.join(workdir, 'checkpoints')}")
