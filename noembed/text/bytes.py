@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from noembed.text.common import TruncationStats, check_positive, check_texts
+from noembed.text.common import (TruncationStats, check_positive, check_texts, pad_rows,
+                                 positions_in_rows)
 
 PAD_ID = 0
 EOS_ID = 1
@@ -90,22 +91,9 @@ def encode(texts: Sequence[str], max_length: int, add_eos: bool = True, *,
     truncated = totals > budget
     kept[truncated] = _character_safe_cut(joined, starts[truncated], kept[truncated])
 
-  batch = len(texts)
-  ids = np.full((batch, max_length), PAD_ID, dtype=np.int32)
-  rows = np.repeat(np.arange(batch), kept)
-  kept_starts = np.zeros(batch, dtype=np.int64)
-  np.cumsum(kept[:-1], out=kept_starts[1:])
-  columns = np.arange(rows.size) - np.repeat(kept_starts, kept)
-  ids[rows, columns] = joined[np.repeat(starts, kept) + columns].astype(np.int32) + OFFSET
-  lengths = kept
-  if add_eos:
-    ids[np.arange(batch), kept] = EOS_ID
-    lengths = kept + 1
-  mask = np.arange(max_length)[None, :] < lengths[:, None]
-  if stats is not None:
-    for kept_bytes, total_bytes in zip(kept.tolist(), totals.tolist()):
-      stats.record(kept_bytes, total_bytes)
-  return ids, mask
+  flat_ids = joined[np.repeat(starts, kept) + positions_in_rows(kept)].astype(np.int32) + OFFSET
+  return pad_rows(flat_ids, kept, totals, max_length, pad_id=PAD_ID, eos_id=EOS_ID,
+                  add_eos=add_eos, stats=stats)
 
 
 def decode(ids) -> list[str]:

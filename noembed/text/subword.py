@@ -28,7 +28,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from noembed.text.bytes import to_utf8
-from noembed.text.common import TruncationStats, check_positive, check_texts
+from noembed.text.common import TruncationStats, check_positive, check_texts, pad_rows
 
 PAD_ID = 0
 EOS_ID = 1
@@ -128,7 +128,6 @@ class SubwordModel:
     check_positive("max_length", max_length)
     budget = max_length - 1 if add_eos else max_length
     pieces = self.processor.encode([to_utf8(text) for text in texts], num_threads=1)
-    batch = len(texts)
     totals = np.array([len(row) for row in pieces], dtype=np.int64)
     kept = np.minimum(totals, budget)
     for row in np.flatnonzero(totals > budget):
@@ -136,24 +135,12 @@ class SubwordModel:
         kept[row] -= 1
     flat = np.fromiter((piece for row, count in zip(pieces, kept.tolist())
                         for piece in row[:count]), dtype=np.int32, count=int(kept.sum()))
-    rows = np.repeat(np.arange(batch), kept)
-    starts = np.zeros(batch, dtype=np.int64)
-    np.cumsum(kept[:-1], out=starts[1:])
-    columns = np.arange(flat.size) - np.repeat(starts, kept)
-    ids = np.full((batch, max_length), PAD_ID, dtype=np.int32)
-    ids[rows, columns] = flat
-    unit_bytes = self.piece_bytes[ids]
+    ids, mask = pad_rows(flat, kept, totals, max_length, pad_id=PAD_ID, eos_id=EOS_ID,
+                         add_eos=add_eos, stats=stats)
+    unit_bytes = self.piece_bytes[ids]  # eos and pad are control pieces: 0 bytes
     if self.add_dummy_prefix:
       first = ids[:, 0]
       unit_bytes[:, 0] -= ((kept > 0) & self._starts_with_marker[first]).astype(np.int32)
-    lengths = kept
-    if add_eos:
-      ids[np.arange(batch), kept] = EOS_ID
-      lengths = kept + 1
-    mask = np.arange(max_length)[None, :] < lengths[:, None]
-    if stats is not None:
-      for kept_pieces, total_pieces in zip(kept.tolist(), totals.tolist()):
-        stats.record(kept_pieces, total_pieces)
     return ids, mask, unit_bytes
 
   def decode(self, ids) -> list[str]:

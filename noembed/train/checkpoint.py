@@ -53,9 +53,6 @@ class Checkpointer:
         data=grain.checkpoint.CheckpointSave(data_iterator),
         metadata=ocp.args.JsonSave(metadata)), force=True)
 
-  def wait_until_finished(self) -> None:
-    self.manager.wait_until_finished()
-
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()

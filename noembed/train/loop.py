@@ -171,8 +171,7 @@ def _run(config, workdir: Path, mesh) -> RunResult:
   batch_shards = math.prod(mesh.shape[axis] for axis in mesh_lib.BATCH_AXES)
   sample = mesh_lib.global_batch(_sample_batch(task, batch_shards // jax.process_count()
                                                or 1), mesh_lib.batch_sharding(mesh))
-  state, shardings, abstract = state_lib.create(
-      model, tx, sample, jax.random.fold_in(base_rng, 0x1D17), mesh, axis_rules)
+  init_state, shardings, abstract = state_lib.plan(model, tx, sample, mesh, axis_rules)
 
   train_iterator = data.make_iterator(config, task, "train", train=True)
   checkpointer = checkpoint_lib.Checkpointer(workdir / "checkpoints",
@@ -185,6 +184,7 @@ def _run(config, workdir: Path, mesh) -> RunResult:
             flush=True)
   else:
     start_step = 0
+    state = init_state(jax.random.fold_in(base_rng, 0x1D17))
     if config.init_from:
       loaded = checkpoint_lib.restore_params(Path(config.init_from), abstract)
       state = state.replace(params=loaded.params, model_state=loaded.model_state)

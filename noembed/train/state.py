@@ -47,22 +47,28 @@ def make_init_fn(model, tx: optax.GradientTransformation, sample_batch):
   return init
 
 
-def create(model, tx, sample_batch, rng, mesh, axis_rules):
-  """(state, shardings, abstract_state): the state created directly with its shardings.
+def plan(model, tx, sample_batch, mesh, axis_rules):
+  """(init, shardings, abstract_state) without creating any array.
 
-  abstract_state is the unboxed ShapeDtypeStruct tree carrying the shardings, the target a
-  checkpoint restore needs on this mesh.
+  init: rng -> the state, created directly with its shardings (jitted). abstract_state is the
+  unboxed ShapeDtypeStruct tree carrying the shardings, the target a checkpoint restore needs
+  on this mesh; a resumed run restores into it and never calls init.
   """
   init = make_init_fn(model, tx, sample_batch)
-  boxed = jax.eval_shape(init, rng)
+  boxed = jax.eval_shape(init, jax.random.PRNGKey(0))
   shardings = mesh_lib.state_shardings(boxed, mesh, axis_rules)
   unboxed_shapes = unbox_shapes(boxed)
   mesh_lib.check_divisible(unboxed_shapes, shardings)
   abstract = jax.tree_util.tree_map(
       lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
       unboxed_shapes, shardings)
-  state = jax.jit(lambda key: nn.unbox(init(key)), out_shardings=shardings)(rng)
-  return state, shardings, abstract
+  return jax.jit(lambda key: nn.unbox(init(key)), out_shardings=shardings), shardings, abstract
+
+
+def create(model, tx, sample_batch, rng, mesh, axis_rules):
+  """(state, shardings, abstract_state): `plan`, then the state initialised from rng."""
+  init, shardings, abstract = plan(model, tx, sample_batch, mesh, axis_rules)
+  return init(rng), shardings, abstract
 
 
 def abstract_state(model, tx, sample_batch, rng):

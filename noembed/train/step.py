@@ -100,14 +100,3 @@ def jit_train_step(train_step, state_shardings, batch_sharding):
 
 def jit_eval_step(eval_step, state_shardings, batch_sharding):
   return jax.jit(eval_step, in_shardings=(state_shardings, batch_sharding, None))
-
-
-def reduce_metrics(metric_pairs: dict) -> dict[str, float]:
-  """(numerator, denominator) pairs -> floats; a zero denominator gives NaN-free 0."""
-  values = {}
-  for name, (numerator, denominator) in metric_pairs.items():
-    numerator, denominator = float(numerator), float(denominator)
-    values[name] = numerator / denominator if denominator else 0.0
-  return values
-
-

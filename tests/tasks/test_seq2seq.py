@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from configs import denoise
-from noembed import inputs, tasks, train
+from noembed import inputs, tasks
 from noembed.tasks import seq2seq
 from noembed.text import bytes as byte_text
 from noembed.text import noise as noise_lib
 from noembed.text.common import TruncationStats
-from tests.run_metrics import read_metrics
+from tests.run_metrics import read_metrics, train_on_data_model_mesh
 
 TEXTS = [
     "All human beings are born free and equal in dignity and rights.",
@@ -127,17 +127,7 @@ def test_greedy_metrics_match_numpy():
 
 
 def test_tiny_run_on_a_data_model_mesh_lowers_the_loss(data_dir, tmp_path):
-  config = denoise.get_config("size=tiny")
-  config.data.data_dir = data_dir
-  config.mesh.update(data=4, fsdp=1, model=2)
-  config.num_train_steps = 20
-  config.log_every_steps = 5
-  config.eval_every_steps = 20
-  config.checkpoint_every_steps = 20
-  result = train.run(config, tmp_path)
-  assert result.step == 20
-  validation = read_metrics(tmp_path, "validation")
-  start, end = validation[0], validation[20]
+  start, end = train_on_data_model_mesh(denoise.get_config("size=tiny"), data_dir, tmp_path)
   assert end["loss"] < start["loss"] - 0.5, (start, end)
   assert end["bits_per_byte"] < start["bits_per_byte"]
   for record in (start, end):

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from configs import byt5_span
-from noembed import tasks, train
+from noembed import tasks
 from noembed.tasks import span_corruption
 from noembed.text import bytes as byte_text
-from tests.run_metrics import read_metrics
+from tests.run_metrics import read_metrics, train_on_data_model_mesh
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -226,17 +226,7 @@ def test_non_byte_embedders_are_rejected_by_name():
 
 
 def test_tiny_run_on_a_data_model_mesh_lowers_the_loss(data_dir, tmp_path):
-  config = byt5_span.get_config("size=tiny")
-  config.data.data_dir = data_dir
-  config.mesh.update(data=4, fsdp=1, model=2)
-  config.num_train_steps = 20
-  config.log_every_steps = 5
-  config.eval_every_steps = 20
-  config.checkpoint_every_steps = 20
-  result = train.run(config, tmp_path)
-  assert result.step == 20
-  validation = read_metrics(tmp_path, "validation")
-  start, end = validation[0], validation[20]
+  start, end = train_on_data_model_mesh(byt5_span.get_config("size=tiny"), data_dir, tmp_path)
   assert end["loss"] < start["loss"] - 0.5, (start, end)
   assert end["bits_per_byte"] < start["bits_per_byte"]
   assert 0.0 <= end["accuracy"] <= 1.0
